@@ -1,0 +1,79 @@
+"""Catch impossible settings before any data is read, naming the key and the fix."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from colorgan.losses import GAN_MODES
+from colorgan.models.layers import NORMS
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the key."""
+
+
+def _require(ok: bool, key: str, value: object, need: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: {need}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Validate the values a typo or a bad sweep is most likely to break."""
+    model, data = cfg.model, cfg.data
+    for key in ("lambda_l1", "lambda_gan"):
+        _require(model[key] >= 0, f"model.{key}", model[key], "it must be >= 0")
+    _require(
+        model.lambda_l1 > 0 or model.lambda_gan > 0,
+        "model.lambda_l1",
+        model.lambda_l1,
+        "lambda_l1 and lambda_gan cannot both be 0",
+    )
+    _require(model.gan_mode in GAN_MODES, "model.gan_mode", model.gan_mode, f"choose one of {list(GAN_MODES)}")
+    _require(model.lr > 0, "model.lr", model.lr, "it must be > 0")
+    _require(model.max_bad_steps >= 1, "model.max_bad_steps", model.max_bad_steps, "it must be >= 1")
+    _require(data.batch_size >= 1, "data.batch_size", data.batch_size, "it must be >= 1")
+    size = data.image_size
+    _require(isinstance(size, int) and size >= 2, "data.image_size", size, "it must be an int >= 2")
+    gen = model.generator
+    _require(gen.get("norm", "batch") in NORMS, "model.generator.norm", gen.get("norm"), f"choose one of {list(NORMS)}")
+    if gen.name == "unet":
+        depth = gen.get("depth")
+        if depth is not None:
+            _require(
+                depth >= 1 and 2**depth <= size,
+                "model.generator.depth",
+                depth,
+                f"a U-Net of depth d halves the image d times, so data.image_size={size} allows at most "
+                f"{max(1, size.bit_length() - 1)}; or leave it null to derive it from the image size",
+            )
+        _require(0 <= gen.dropout < 1, "model.generator.dropout", gen.dropout, "it must be in [0, 1)")
+    elif gen.name == "resnet18_unet":
+        _require(size >= 32, "data.image_size", size, "resnet18_unet halves the image 5 times; use >= 32")
+    if model.lambda_gan > 0:
+        disc = model.discriminator
+        _require(disc.n_layers >= 1, "model.discriminator.n_layers", disc.n_layers, "it must be >= 1")
+        _require(
+            disc.get("norm", "batch") in NORMS,
+            "model.discriminator.norm",
+            disc.get("norm"),
+            f"choose one of {list(NORMS)}",
+        )
+        _require(
+            size >= 2 ** (disc.n_layers + 1),
+            "model.discriminator.n_layers",
+            disc.n_layers,
+            f"too deep for data.image_size={size}: the PatchGAN would output no patches",
+        )
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    _require(
+        cfg.trainer.get("gradient_clip_val") is None,
+        "trainer.gradient_clip_val",
+        cfg.trainer.get("gradient_clip_val"),
+        "the D/G loop clips itself; set model.gradient_clip_val instead",
+    )
+    _require(
+        precision in {"32-true", "32", "16-mixed", "bf16-mixed", "64-true"},
+        "trainer.precision",
+        precision,
+        "use 32-true, 16-mixed or bf16-mixed",
+    )

@@ -1,0 +1,71 @@
+"""Small building blocks shared by the generators and the discriminator."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("batch", "instance", "none")
+
+
+def norm_layer(norm: str, channels: int) -> nn.Module:
+    """pix2pix's choices: BatchNorm, or InstanceNorm without affine parameters, or nothing."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def init_pix2pix_weights(module: nn.Module, gain: float = 0.02) -> None:
+    """pix2pix's 'normal' init: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad H and W up to a multiple so any image size fits a network that halves it n times.
+
+    Replicate padding works for every size (reflect fails when the pad exceeds the image,
+    e.g. a 1 x 1 input); the caller crops the output back to the returned (H, W).
+    """
+    h, w = x.shape[-2:]
+    ph = (multiple - h % multiple) % multiple
+    pw = (multiple - w % multiple) % multiple
+    if ph or pw:
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate")
+    return x, (h, w)
+
+
+def crop_center(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple`."""
+    h, w = size
+    top = (x.shape[-2] - h) // 2
+    left = (x.shape[-1] - w) // 2
+    return x[..., top : top + h, left : left + w]
+
+
+def append_noise(L: torch.Tensor, noise_channels: int) -> torch.Tensor:
+    """Concatenate Gaussian noise channels with L: an explicit z, for users who want one."""
+    if noise_channels <= 0:
+        return L
+    z = torch.randn((L.shape[0], noise_channels, *L.shape[2:]), device=L.device, dtype=L.dtype)
+    return torch.cat([L, z], dim=1)
+
+
+def unet_depth_for(image_size: int, max_depth: int = 8) -> int:
+    """Number of stride-2 levels: down to a 1 x 1 bottleneck, at most ``max_depth`` (pix2pix's 8)."""
+    if image_size < 2:
+        raise ValueError(f"image_size must be at least 2, got {image_size}")
+    return max(1, min(max_depth, int(math.log2(image_size))))

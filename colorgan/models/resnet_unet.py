@@ -1,0 +1,118 @@
+"""A U-Net whose encoder is torchvision's ResNet-18 with a 1-channel (L) stem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from colorgan.models.layers import append_noise, crop_center, init_pix2pix_weights, norm_layer, pad_to_multiple
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """ImageNet weights were asked for but cannot be read or downloaded."""
+
+
+def load_imagenet_resnet18_state(weights_path: str | None = None) -> dict[str, torch.Tensor]:
+    """ImageNet ResNet-18 weights from ``weights_path``, torch's hub cache, or a download."""
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    path = Path(weights_path).expanduser() if weights_path else cached
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if weights_path:
+        raise PretrainedWeightsUnavailable(
+            f"model.generator.weights_path={weights_path} does not exist; "
+            f"download {weights.url} there, or set model.generator.pretrained=false"
+        )
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as err:  # urllib, ssl and socket errors all mean the same thing here
+        raise PretrainedWeightsUnavailable(
+            f"could not download ImageNet ResNet-18 weights ({type(err).__name__}: {err}). Fix: copy "
+            f"{weights.url} to {cached} (or set model.generator.weights_path=FILE), or train from "
+            "scratch with model.generator.pretrained=false"
+        ) from err
+
+
+class UpBlock(nn.Module):
+    """Upsample x2, concatenate the encoder's skip, then two 3 x 3 conv-norm-ReLU layers."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, norm: str, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_ch + skip_ch, out_ch, 3, padding=1, bias=norm != "batch"),
+            norm_layer(norm, out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=norm != "batch"),
+            norm_layer(norm, out_ch),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.body(torch.cat([x, skip], dim=1))
+
+
+class ResNet18UNet(nn.Module):
+    """ResNet-18 encoder (strides 2..32) with a light U-Net decoder back to full resolution.
+
+    With ``pretrained=True`` the ImageNet RGB stem filters are summed into one L filter, so a
+    gray image excites the stem as its RGB copy would. Extra noise channels start at zero.
+    Inputs of any size are padded to a multiple of 32 and the output is cropped back.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 256,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        norm: str = "batch",
+        dropout: float = 0.0,
+        noise_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        if image_size < 32:
+            raise ValueError(f"resnet18_unet halves the image 5 times and needs image_size >= 32, got {image_size}")
+        self.noise_channels = noise_channels
+        resnet = torchvision.models.resnet18(weights=None)
+        stem_in = in_channels + noise_channels
+        stem = nn.Conv2d(stem_in, 64, 7, 2, 3, bias=False)
+        if pretrained:
+            resnet.load_state_dict(load_imagenet_resnet18_state(weights_path))
+            with torch.no_grad():
+                stem.weight.zero_()
+                stem.weight[:, :in_channels] = resnet.conv1.weight.sum(dim=1, keepdim=True) / in_channels
+        resnet.conv1 = stem
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu)  # /2, 64
+        self.layer1 = nn.Sequential(resnet.maxpool, resnet.layer1)  # /4, 64
+        self.layer2, self.layer3, self.layer4 = resnet.layer2, resnet.layer3, resnet.layer4  # /8 /16 /32
+
+        self.up4 = UpBlock(512, 256, 256, norm, dropout)
+        self.up3 = UpBlock(256, 128, 128, norm, dropout)
+        self.up2 = UpBlock(128, 64, 64, norm)
+        self.up1 = UpBlock(64, 64, 64, norm)
+        self.up0 = UpBlock(64, stem_in, 32, norm)
+        self.head = nn.Sequential(nn.Conv2d(32, out_channels, 1), nn.Tanh())
+        for decoder_part in (self.up4, self.up3, self.up2, self.up1, self.up0, self.head):
+            init_pix2pix_weights(decoder_part)
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        x0, size = pad_to_multiple(append_noise(L, self.noise_channels), 32)
+        s1 = self.stem(x0)
+        s2 = self.layer1(s1)
+        s3 = self.layer2(s2)
+        s4 = self.layer3(s3)
+        x = self.layer4(s4)
+        x = self.up4(x, s4)
+        x = self.up3(x, s3)
+        x = self.up2(x, s2)
+        x = self.up1(x, s1)
+        x = self.up0(x, x0)
+        return crop_center(self.head(x), size)

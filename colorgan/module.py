@@ -1,0 +1,221 @@
+"""The LightningModule: pix2pix's alternating D and G steps, with manual optimization."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torchmetrics import MeanMetric
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from colorgan.checkpoint import load_generator_weights
+from colorgan.color import lab_normalized_to_rgb
+from colorgan.losses import GANLoss
+from colorgan.models import build_discriminator, build_generator
+from colorgan.visualize import make_grid, save_image_atomic
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many optimizer steps in a row had a NaN or infinite loss."""
+
+
+class LinearDecay:
+    """pix2pix's schedule: constant lr, then linear decay towards zero over the remaining epochs."""
+
+    def __init__(self, decay_start: int, total_epochs: int) -> None:
+        self.decay_start, self.total_epochs = decay_start, total_epochs
+
+    def __call__(self, epoch: int) -> float:
+        if self.total_epochs <= 0:
+            return 1.0
+        return 1.0 - max(0, epoch + 1 - self.decay_start) / float(self.total_epochs - self.decay_start + 1)
+
+
+class ColorizationModule(LightningModule):
+    """Generator (L -> ab) and, when ``lambda_gan > 0``, a conditional PatchGAN.
+
+    Per batch: ``fake = G(L)`` once; a D step on (L, ab) against (L, fake.detach()); then a G step
+    on ``lambda_gan * gan + lambda_l1 * |fake - ab|``. With ``lambda_gan == 0`` (pretraining)
+    no discriminator exists, so the stage is plain L1 regression. Lightning's global_step
+    counts optimizer steps, i.e. two per batch in the GAN stage.
+    """
+
+    def __init__(
+        self,
+        generator: dict[str, Any],
+        discriminator: dict[str, Any] | None = None,
+        lambda_l1: float = 100.0,
+        lambda_gan: float = 1.0,
+        gan_mode: str = "vanilla",
+        lr: float = 2e-4,
+        lr_d: float | None = None,
+        betas: tuple[float, float] = (0.5, 0.999),
+        lr_decay_start_epoch: int | None = None,
+        gradient_clip_val: float | None = None,
+        init_from: str | None = None,
+        max_bad_steps: int = 10,
+        num_samples: int = 8,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)  # the full Hydra config is logged instead
+        self.automatic_optimization = False
+        self.generator = build_generator(generator)
+        self.discriminator = build_discriminator(discriminator) if lambda_gan > 0 and discriminator else None
+        self.gan_loss = GANLoss(gan_mode)
+        self.val_l1 = MeanMetric()
+        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.bad_steps_in_a_row = 0
+        self._samples: tuple[torch.Tensor, ...] | None = None
+
+    # ----------------------------------------------------------------- set-up
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_from:
+            load_generator_weights(self.generator, self.hparams.init_from)
+            log.info("generator initialised from %s", self.hparams.init_from)
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return self.generator(L)
+
+    def configure_optimizers(self) -> Any:
+        betas = tuple(self.hparams.betas)
+        optimizers = [torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas)]
+        if self.discriminator is not None:
+            lr_d = self.hparams.lr_d or self.hparams.lr
+            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=betas))
+        total = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 0
+        start = self.hparams.lr_decay_start_epoch
+        rule = LinearDecay(total // 2 if start is None else start, total)
+        names = ["lr/generator", "lr/discriminator"]
+        schedulers = [
+            {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, rule), "name": name}
+            for opt, name in zip(optimizers, names)
+        ]
+        return optimizers, schedulers
+
+    # --------------------------------------------------------------- training
+    def _optimizer_step(self, optimizer: Any, loss: torch.Tensor) -> bool:
+        """Backward and step unless the loss is non-finite on any rank; clip after unscaling."""
+        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss.detach())), all=True)
+        if not finite:
+            return False
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.hparams.gradient_clip_val:
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+            if scaler is not None:  # 16-mixed: clip true gradients, not loss-scaled ones
+                scaler.unscale_(optimizer.optimizer)
+            self.clip_gradients(optimizer, self.hparams.gradient_clip_val, "norm")
+        optimizer.step()
+        return True
+
+    def _count_bad_step(self, name: str, loss: torch.Tensor) -> None:
+        self.bad_steps_in_a_row += 1
+        log.warning("non-finite %s loss (%s) at step %d: step skipped", name, loss.item(), self.global_step)
+        if self.bad_steps_in_a_row >= self.hparams.max_bad_steps:
+            raise NonFiniteLossError(
+                f"{self.bad_steps_in_a_row} optimizer steps in a row had a non-finite loss (last: {name} = "
+                f"{loss.item()}); stopping. The last good checkpoint is intact. Try a lower model.lr, "
+                "model.gradient_clip_val=1.0, or trainer.precision=32-true, and check the data for bad images."
+            )
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        L, ab = batch["L"], batch["ab"]
+        optimizers = self.optimizers()
+        opt_g = optimizers[0] if isinstance(optimizers, list) else optimizers
+        fake = self.generator(L)
+        logs: dict[str, torch.Tensor] = {}
+        all_good = True
+
+        if self.discriminator is not None:
+            opt_d = optimizers[1]
+            with self.toggled_optimizer(opt_d):
+                d_loss, d_real, d_fake = self.gan_loss.discriminator(
+                    self.discriminator(L, ab), self.discriminator(L, fake.detach())
+                )
+                if not self._optimizer_step(opt_d, d_loss):
+                    all_good = False
+                    self._count_bad_step("discriminator", d_loss)
+            logs.update({"train/d_loss": d_loss, "train/d_real": d_real, "train/d_fake": d_fake})
+
+        with self.toggled_optimizer(opt_g):
+            g_l1 = F.l1_loss(fake.float(), ab)
+            if self.discriminator is not None:
+                g_gan = self.gan_loss.generator(self.discriminator(L, fake))
+            else:
+                g_gan = torch.zeros((), device=L.device)
+            g_loss = self.hparams.lambda_gan * g_gan + self.hparams.lambda_l1 * g_l1
+            if not self._optimizer_step(opt_g, g_loss):
+                all_good = False
+                self._count_bad_step("generator", g_loss)
+        if all_good:
+            self.bad_steps_in_a_row = 0
+        logs.update({"train/g_loss": g_loss, "train/g_l1": g_l1, "train/g_gan": g_gan})
+        self.log_dict({k: v.detach() for k, v in logs.items()}, on_step=True, on_epoch=True, batch_size=len(L))
+        self.log("train/bad_steps", float(self.bad_steps_in_a_row), on_step=True, on_epoch=False, batch_size=len(L))
+
+    def on_train_epoch_end(self) -> None:
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()
+
+    # ------------------------------------------------------------- validation
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        L, ab = batch["L"], batch["ab"]
+        fake = self.generator(L).float()
+        pred_rgb = lab_normalized_to_rgb(L, fake)
+        true_rgb = batch["rgb"].float() / 255.0
+        self.val_l1.update((fake - ab).abs().mean(dim=(1, 2, 3)))
+        self.val_psnr.update(pred_rgb, true_rgb)
+        self.val_ssim.update(pred_rgb, true_rgb)
+        if batch_idx == 0:
+            n = self.hparams.num_samples
+            self._samples = (L[:n].cpu(), fake[:n].cpu(), ab[:n].cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = {
+            "val/l1_ab": self.val_l1.compute(),
+            "val/psnr": self.val_psnr.compute(),
+            "val/ssim": self.val_ssim.compute(),
+        }
+        self.log_dict(metrics, prog_bar=True, sync_dist=False)
+        for metric in (self.val_l1, self.val_psnr, self.val_ssim):
+            metric.reset()
+        if self._samples is not None and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            self._save_samples(*self._samples)
+
+    def _save_samples(self, L: torch.Tensor, fake: torch.Tensor, ab: torch.Tensor) -> None:
+        grid = make_grid(
+            [
+                ("gray", lab_normalized_to_rgb(L, torch.zeros_like(ab))),
+                ("colorized", lab_normalized_to_rgb(L, fake)),
+                ("truth", lab_normalized_to_rgb(L, ab)),
+            ]
+        )
+        path = save_image_atomic(
+            grid, Path(self.trainer.default_root_dir) / "samples" / f"epoch_{self.current_epoch:03d}.png"
+        )
+        for logger in self.loggers:
+            log_image = getattr(logger, "log_image", None)
+            if callable(log_image):  # W&B
+                log_image(
+                    key="val/samples",
+                    images=[grid],
+                    caption=[f"epoch {self.current_epoch}: gray | colorized | truth"],
+                    step=self.global_step,
+                )
+            elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard
+                tensor = torch.from_numpy(np.asarray(grid)).permute(2, 0, 1)
+                logger.experiment.add_image("val/samples", tensor, self.global_step)
+        log.info("samples written to %s", path)
+
+    @property
+    def has_discriminator(self) -> bool:
+        return self.discriminator is not None

@@ -1,0 +1,42 @@
+"""Sample grids people can read at a glance: one row per image, gray | colorized | truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from colorgan.color import to_uint8
+
+
+def _to_hwc(rgb: torch.Tensor) -> np.ndarray:
+    return to_uint8(rgb.detach().cpu()).permute(1, 2, 0).numpy()
+
+
+def make_grid(columns: list[tuple[str, torch.Tensor]], min_tile: int = 128, pad: int = 2) -> Image.Image:
+    """Columns of (title, N x 3 x H x W RGB in [0, 1]); tiny images are enlarged pixel-exactly."""
+    n, _, h, w = columns[0][1].shape
+    scale = max(1, -(-min_tile // max(h, w)))
+    th, tw = h * scale, w * scale
+    header = 16
+    grid = Image.new("RGB", (len(columns) * (tw + pad) + pad, header + n * (th + pad) + pad), "white")
+    draw = ImageDraw.Draw(grid)
+    for c, (title, images) in enumerate(columns):
+        x = pad + c * (tw + pad)
+        draw.text((x + 2, 2), title, fill="black")
+        for r in range(n):
+            tile = Image.fromarray(_to_hwc(images[r])).resize((tw, th), Image.Resampling.NEAREST)
+            grid.paste(tile, (x, header + pad + r * (th + pad)))
+    return grid
+
+
+def save_image_atomic(image: Image.Image, path: str | Path) -> Path:
+    """Write a PNG via a temporary file so a reader never sees half an image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path

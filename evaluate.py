@@ -1,0 +1,20 @@
+"""Evaluate checkpoints on a test split: python evaluate.py ckpt_path=PATH [data=...]"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("COLORGAN_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra
+from omegaconf import DictConfig
+
+from colorgan.evaluation import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

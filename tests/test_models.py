@@ -1,0 +1,103 @@
+"""Generators and the PatchGAN: shapes at 32 and 256, any input size, receptive field, init."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from colorgan.models import (
+    PatchDiscriminator,
+    PretrainedWeightsUnavailable,
+    ResNet18UNet,
+    UNetGenerator,
+    build_generator,
+    patchgan_receptive_field,
+    resnet_unet,
+)
+
+
+@pytest.mark.parametrize("size,depth", [(32, 5), (256, 8)])
+def test_unet_depth_follows_image_size(size, depth):
+    g = UNetGenerator(image_size=size, ngf=8)
+    out = g(torch.randn(2, 1, size, size))
+    assert g.depth == depth and out.shape == (2, 2, size, size)
+    assert out.abs().max() <= 1.0  # tanh: ab stays in the normalised range
+
+
+def test_unet_has_dropout_only_in_inner_decoder_blocks():
+    g = UNetGenerator(image_size=256, ngf=8)
+    with_dropout = [i for i, block in enumerate(g.decoders) if any(isinstance(m, nn.Dropout) for m in block.modules())]
+    assert with_dropout == [4, 5, 6]  # the three blocks above the 1 x 1 bottleneck, as in unet_256
+    g32 = UNetGenerator(image_size=32, ngf=8)
+    assert any(isinstance(m, nn.Dropout) for m in g32.modules())
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (33, 517), (300, 40), (7, 7)])
+def test_generators_take_any_size(shape):
+    for g in (UNetGenerator(image_size=32, ngf=8).eval(), ResNet18UNet(image_size=32).eval()):
+        assert g(torch.randn(1, 1, *shape)).shape == (1, 2, *shape)
+
+
+def test_resnet18_unet_at_256():
+    assert ResNet18UNet(image_size=256)(torch.randn(2, 1, 256, 256)).shape == (2, 2, 256, 256)
+
+
+def test_noise_channels_make_outputs_stochastic():
+    g = UNetGenerator(image_size=32, ngf=8, dropout=0.0, noise_channels=2).eval()
+    L = torch.randn(1, 1, 32, 32)
+    assert g.encoders[0].in_channels == 3
+    assert not torch.equal(g(L), g(L))
+    deterministic = UNetGenerator(image_size=32, ngf=8, dropout=0.0).eval()
+    assert torch.equal(deterministic(L), deterministic(L))
+
+
+@pytest.mark.parametrize("size", [32, 256])
+def test_patchgan_gives_one_logit_per_patch(size):
+    d = PatchDiscriminator(ndf=8, n_layers=2 if size == 32 else 3)
+    out = d(torch.randn(2, 1, size, size), torch.randn(2, 2, size, size))
+    assert out.shape[:2] == (2, 1) and out.shape[-1] > 1  # a map of decisions, not one number
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_patchgan_receptive_field_is_what_the_docstring_says(n_layers):
+    d = PatchDiscriminator(ndf=4, n_layers=n_layers, norm="none")
+    L = torch.randn(1, 1, 128, 128, requires_grad=True)
+    out = d(L, torch.zeros(1, 2, 128, 128))
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows = L.grad[0, 0].abs().sum(dim=1).nonzero()
+    assert rows.max() - rows.min() + 1 == patchgan_receptive_field(n_layers) == {1: 16, 2: 34, 3: 70}[n_layers]
+
+
+def test_pix2pix_init_is_normal_0_02():
+    w = torch.cat([m.weight.flatten() for m in UNetGenerator(image_size=256).modules() if isinstance(m, nn.Conv2d)])
+    assert abs(w.mean().item()) < 1e-3 and abs(w.std().item() - 0.02) < 1e-3
+
+
+def test_pretrained_stem_sums_rgb_filters(tmp_path: Path):
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    g = ResNet18UNet(pretrained=True, weights_path=str(path))
+    assert torch.allclose(g.stem[0].weight, reference.conv1.weight.sum(dim=1, keepdim=True))
+    assert torch.equal(g.layer4[0].conv1.weight, reference.layer4[0].conv1.weight)
+
+
+def test_pretrained_offline_fails_with_the_fix(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(
+        resnet_unet.torchvision.models.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline
+    )
+    with pytest.raises(PretrainedWeightsUnavailable, match="pretrained=false") as err:
+        ResNet18UNet(pretrained=True)
+    assert str(tmp_path) in str(err.value)
+
+
+def test_unknown_generator_name_lists_the_choices():
+    with pytest.raises(ValueError, match="resnet18_unet"):
+        build_generator({"name": "unet3d"})
