@@ -62,3 +62,16 @@ def test_any_rgb_round_trips(rgb):
 def test_out_of_gamut_lab_maps_into_unit_rgb(L, a, b):
     rgb = lab_normalized_to_rgb(torch.tensor([[[[L]]]]), torch.tensor([[[[a]], [[b]]]]))
     assert torch.isfinite(rgb).all() and rgb.min() >= 0.0 and rgb.max() <= 1.0
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 32, 32), (9, 3, 256, 256), (1, 3, 1, 517)])
+def test_fast_uint8_path_matches_kornia(shape):
+    from kornia.color import rgb_to_lab
+
+    rgb = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    L, ab = rgb_to_lab_normalized(rgb)  # 9 x 256 x 256 crosses the CPU chunk boundary
+    ref = rgb_to_lab(rgb.float() / 255.0)
+    assert (L - (ref[:, :1] / L_SCALE - 1)).abs().max() * L_SCALE < 1e-4
+    assert (ab - ref[:, 1:] / AB_SCALE).abs().max() * AB_SCALE < 2e-4
+    Lf, abf = rgb_to_lab_normalized(rgb.float() / 255.0)  # the float path agrees with the table
+    assert (Lf - L).abs().max() < 1e-5 and (abf - ab).abs().max() < 1e-5

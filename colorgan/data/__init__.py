@@ -1,0 +1,15 @@
+"""Data sets and data modules; every data set yields uint8 RGB."""
+
+from colorgan.data.cifar10 import DataNotFoundError
+from colorgan.data.datamodule import CIFAR10DataModule, ColorizationDataModule, FolderDataModule
+from colorgan.data.images import BadImageError, load_image, load_rgb
+
+__all__ = [
+    "BadImageError",
+    "CIFAR10DataModule",
+    "ColorizationDataModule",
+    "DataNotFoundError",
+    "FolderDataModule",
+    "load_image",
+    "load_rgb",
+]

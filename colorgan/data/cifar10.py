@@ -1,0 +1,68 @@
+"""CIFAR-10 as uint8 arrays in two ``.npz`` files, fetched through torchvision once if missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SPLITS = ("train", "test")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data set is not on disk and could not be fetched; the message says how to fix it."""
+
+
+def cifar10_dir(data_dir: str | Path) -> Path:
+    return Path(data_dir).expanduser() / "cifar10"
+
+
+def _download_with_torchvision(folder: Path) -> None:
+    """Fetch CIFAR-10 with torchvision and keep only the two compact npz files we read."""
+    import torchvision
+
+    raw = folder / "torchvision"
+    for split in SPLITS:
+        ds = torchvision.datasets.CIFAR10(root=str(raw), train=split == "train", download=True)
+        tmp = folder / f"{split}.tmp.npz"
+        np.savez(tmp, images=np.asarray(ds.data, dtype=np.uint8), labels=np.asarray(ds.targets, dtype=np.int64))
+        tmp.replace(folder / f"{split}.npz")
+
+
+def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
+    """Return the folder holding ``train.npz`` and ``test.npz``, downloading them if allowed."""
+    folder = cifar10_dir(data_dir)
+    if all((folder / f"{s}.npz").is_file() for s in SPLITS):
+        return folder
+    fixes = (
+        f"Fix: put train.npz and test.npz (arrays 'images' uint8 N x 32 x 32 x 3, 'labels' int64) in "
+        f"{folder}, or point paths.data_dir (or COLORGAN_DATA_DIR) at a folder whose cifar10/ holds them, "
+        "or run once with internet access so torchvision can download CIFAR-10"
+    )
+    if not download:
+        raise DataNotFoundError(f"CIFAR-10 not found in {folder} and data.download=false. {fixes}")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        _download_with_torchvision(folder)
+    except Exception as err:  # network, SSL and archive errors all leave the user with the same fix
+        raise DataNotFoundError(
+            f"CIFAR-10 not found in {folder} and the download failed ({type(err).__name__}: {err}). {fixes}"
+        ) from err
+    return folder
+
+
+def load_cifar10_split(data_dir: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 N x 3 x 32 x 32, labels int64 N) for ``split`` in {'train', 'test'}."""
+    path = cifar10_dir(data_dir) / f"{split}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            images, labels = npz["images"], npz["labels"]
+    except (OSError, KeyError, ValueError) as err:
+        raise DataNotFoundError(
+            f"{path} is not a readable CIFAR-10 file ({type(err).__name__}: {err}); it needs arrays "
+            "'images' (uint8 N x 32 x 32 x 3) and 'labels' (int64 N). Delete it to download afresh."
+        ) from err
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise DataNotFoundError(f"{path}: 'images' must be uint8 N x H x W x 3, got {images.dtype} {images.shape}")
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
