@@ -8,13 +8,14 @@ os.environ.setdefault("COLORGAN_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 from omegaconf import DictConfig
 
+from colorgan.tracking import run_task
 from colorgan.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    summary = train(cfg)
-    return summary["metrics"].get(cfg.get("optimized_metric"))  # what Hydra sweepers minimise
+    summary = run_task(train, cfg)  # W&B always finished; in a multirun a failed job is recorded, not fatal
+    return summary["metrics"].get(cfg.get("optimized_metric"))  # what Hydra sweepers minimise (None: failed)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Callbacks that report what users ask first: how fast is it training?"""
+"""Callbacks that report what users ask first (how fast is it training?) and keep last.ckpt current."""
 
 from __future__ import annotations
 
@@ -6,19 +6,28 @@ import time
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 class TrainingSpeed(Callback):
-    """Logs training images per second for each epoch (validation time excluded)."""
+    """Logs training images per second for each epoch (validation time excluded).
+
+    ``images / seconds`` counts only the time inside training steps; ``last_epoch_seconds`` is the
+    whole epoch as the user waits for it, so the two together show the framework's overhead.
+    """
 
     def __init__(self) -> None:
         self.images = 0
         self.seconds = 0.0
         self._start = 0.0
         self.last_images_per_sec: float | None = None
+        self.last_epoch_seconds: float | None = None
+        self._epoch_start = 0.0
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.images, self.seconds = 0, 0.0
+        self._epoch_start = time.perf_counter()
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         self._start = time.perf_counter()
@@ -30,6 +39,49 @@ class TrainingSpeed(Callback):
         self.images += len(batch["rgb"]) * trainer.world_size
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.last_epoch_seconds = time.perf_counter() - self._epoch_start  # loader and hooks included
         if self.seconds > 0:
             self.last_images_per_sec = self.images / self.seconds
             pl_module.log("train/images_per_sec", self.last_images_per_sec)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Keeps ``last.ckpt`` current: after every training epoch and every ``every_n_batches`` batches.
+
+    ModelCheckpoint's own options fall short for the D/G loop: ``every_n_train_steps`` counts
+    optimizer steps (two per batch in the GAN stage), and ``save_last`` on a monitored checkpoint
+    refreshes ``last.ckpt`` only in epochs where the metric improved, so a resume could go back
+    several epochs. This callback counts batches and saves whatever the metrics do; the
+    monitored ModelCheckpoint keeps the best one.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_batches: int | None = None) -> None:
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, enable_version_counter=False)
+        if every_n_batches is not None and every_n_batches < 1:
+            raise ValueError(f"every_n_batches must be >= 1 or null, got {every_n_batches}")
+        self.every_n_batches = every_n_batches
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key()  # stable, so a resume with another interval restores it
+
+    @staticmethod
+    def _skip(trainer: Trainer) -> bool:
+        return bool(trainer.fast_dev_run) or trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self.every_n_batches or self._skip(trainer):
+            return
+        batches = trainer.fit_loop.epoch_loop.batch_progress.total.processed  # this batch included
+        if batches % self.every_n_batches == 0:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Runs after the module's own hook, so the schedulers have stepped for this epoch.
+        if not self._skip(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Nothing: the epoch-end save above covers validation at the end of an epoch."""

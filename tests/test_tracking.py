@@ -1,0 +1,153 @@
+"""W&B without an account: the mode comes from config and credentials; a run's offline files hold
+the config, losses, validation metrics, learning rates and captioned sample panels; the task
+wrapper always finishes W&B; DDP that would re-run a multirun is refused."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from colorgan.config_checks import ConfigError
+from colorgan.tracking import check_launch, read_offline_run, resolve_wandb_mode, run_task
+from colorgan.training import train
+from tests.conftest import train_overrides
+
+
+@pytest.fixture
+def no_wandb_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No key anywhere: no WANDB_API_KEY, no netrc entry; WANDB_MODE unset."""
+    for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NETRC", str(home / ".netrc"))
+    return home
+
+
+def test_wandb_mode_is_offline_without_a_key_and_online_with_one(no_wandb_credentials, monkeypatch, caplog):
+    assert resolve_wandb_mode("auto") == "offline"
+    assert resolve_wandb_mode(None) == "offline"
+    assert resolve_wandb_mode("dryrun") == "offline"
+    assert resolve_wandb_mode("disabled") == "disabled"
+    assert resolve_wandb_mode("online") == "offline"  # asked for, but no key: never a crash or a prompt
+    assert "needs an API key" in caplog.text
+    with pytest.raises(ConfigError, match=r"logger\.wandb\.mode"):
+        resolve_wandb_mode("sometimes")
+
+    netrc = no_wandb_credentials / ".netrc"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "a" * 40 + "\n")
+    netrc.chmod(0o600)
+    assert resolve_wandb_mode("auto") == "online"  # what `wandb login` leaves behind
+    assert resolve_wandb_mode("offline") == "offline"
+    netrc.unlink()
+    monkeypatch.setenv("WANDB_API_KEY", "b" * 40)
+    assert resolve_wandb_mode("auto") == "online"
+
+
+def test_wandb_mode_comes_from_config_or_wandb_mode(make_cfg, no_wandb_credentials, monkeypatch):
+    assert make_cfg(["logger=wandb"]).logger.wandb.mode == "auto"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert make_cfg(["logger=wandb"]).logger.wandb.mode == "disabled"
+    assert make_cfg(["logger=wandb", "logger.wandb.mode=offline"]).logger.wandb.mode == "offline"
+
+
+def test_wandb_run_logs_config_losses_metrics_lrs_and_sample_panels(make_cfg, no_wandb_credentials, tmp_path):
+    out = tmp_path / "run"
+    cfg = make_cfg(
+        train_overrides(
+            "cifar_gan",
+            "logger=wandb",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1",
+            "trainer.num_sanity_val_steps=0",
+            "trainer.log_every_n_steps=1",
+        ),
+        output_dir=out,
+    )
+    run_task(train, cfg)
+
+    assert "WANDB_MODE" not in os.environ  # the mode went to wandb.init, not into the process environment
+    assert sys.modules["wandb"].run is None  # finished
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir, wait_s=30)
+    assert run.exit_code == 0
+    assert run.name == f"cifar_gan-{out.name}" and run.group == "" and run.job_type == "cifar_gan"
+    # the resolved Hydra config
+    assert run.config["model"]["lambda_l1"] == 100.0 and run.config["data"]["batch_size"] == 8
+    assert run.config["trainer"]["max_epochs"] == 2 and run.config["task_name"] == "cifar_gan"
+    # losses every step, validation metrics and learning rates every epoch
+    for key in ("train/g_l1_step", "train/g_gan_step", "train/d_loss_step", "train/d_real_step"):
+        values = run.values(key)
+        assert len(values) == 4 and all(math.isfinite(v) for v in values), key
+    for key in ("val/l1_ab", "val/psnr", "val/ssim", "lr/generator", "lr/discriminator"):
+        assert len(run.values(key)) == 2, key
+    assert run.values("lr/generator")[0] == pytest.approx(2e-4)
+    # an image panel per validation epoch, captioned, with the PNG on disk
+    panels = [row for row in run.history if "val/samples/filenames" in row]
+    assert len(panels) == 2
+    for epoch, row in enumerate(panels):
+        assert row["val/samples/captions"] == [f"epoch {epoch}: gray | colorized | truth"]
+        (name,) = row["val/samples/filenames"]
+        with (
+            Image.open(run_dir / "files" / name) as logged,
+            Image.open(out / "samples" / f"epoch_{epoch:03d}.png") as grid,
+        ):
+            assert logged.size == grid.size and logged.tobytes() == grid.convert(logged.mode).tobytes()
+    # panels sit on the same x axis as the metrics of their epoch
+    steps = [row["trainer/global_step"] for row in run.history if "val/l1_ab" in row]
+    assert [row["trainer/global_step"] for row in panels] == steps
+    assert run.summary["val/psnr"] == pytest.approx(run.values("val/psnr")[-1])
+
+
+class FakeWandb(types.ModuleType):
+    """Stands in for the wandb module: an open run and a record of finish()."""
+
+    def __init__(self) -> None:
+        super().__init__("wandb")
+        self.run: object | None = object()
+        self.finished: list[int] = []
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.finished.append(exit_code)
+        self.run = None
+
+
+def test_task_wrapper_finishes_wandb_and_reraises_in_a_single_run(make_cfg, monkeypatch):
+    cfg = make_cfg(train_overrides("cifar_gan"))
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+
+    def broken(_cfg):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_task(broken, cfg)
+    assert fake.finished == [1]
+    fake.run = object()
+    assert run_task(lambda _cfg: {"metrics": {}}, cfg) == {"metrics": {}}
+    assert fake.finished == [1, 0]
+
+
+def test_ddp_that_reruns_the_script_is_refused_inside_a_multirun(make_cfg, monkeypatch):
+    for var in ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "LSB_JOBID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("colorgan.tracking.hydra_job", lambda: {"multirun": True})
+    with pytest.raises(ConfigError, match="start_method=spawn"):
+        check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim")))
+    check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim", "trainer.strategy.start_method=spawn")))
+    check_launch(make_cfg(train_overrides("cifar_gan", "trainer=cpu")))
+    # under SLURM, srun has started every rank already: Lightning does not re-run the script
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "colorgan")
+    check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim")))
+    monkeypatch.setattr("colorgan.tracking.hydra_job", lambda: {"multirun": False})
+    monkeypatch.delenv("SLURM_NTASKS")
+    check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim")))  # a single run may re-run itself
