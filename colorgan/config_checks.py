@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from colorgan.data.datasets import BAD_IMAGE_POLICIES
 from colorgan.losses import GAN_MODES
 from colorgan.models.layers import NORMS
 
@@ -17,11 +18,28 @@ def _require(ok: bool, key: str, value: object, need: str) -> None:
         raise ConfigError(f"{key}={value!r} is invalid: {need}")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(cfg: DictConfig, prefix: str, key: str, low: float, strict: bool = False) -> None:
+    """``prefix.key`` is a number >= low (> low when ``strict``); a string from a typo is caught too."""
+    value = cfg.get(key)
+    ok = _is_number(value) and (value > low if strict else value >= low)
+    _require(ok, f"{prefix}.{key}", value, f"it must be a number {'>' if strict else '>='} {low:g}")
+
+
+def _int(cfg: DictConfig, prefix: str, key: str, low: int) -> None:
+    value = cfg.get(key)
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    _require(ok, f"{prefix}.{key}", value, f"it must be an integer >= {low}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Validate the values a typo or a bad sweep is most likely to break."""
     model, data = cfg.model, cfg.data
     for key in ("lambda_l1", "lambda_gan"):
-        _require(model[key] >= 0, f"model.{key}", model[key], "it must be >= 0")
+        _number(model, "model", key, 0)
     _require(
         model.lambda_l1 > 0 or model.lambda_gan > 0,
         "model.lambda_l1",
@@ -29,29 +47,52 @@ def check_config(cfg: DictConfig) -> None:
         "lambda_l1 and lambda_gan cannot both be 0",
     )
     _require(model.gan_mode in GAN_MODES, "model.gan_mode", model.gan_mode, f"choose one of {list(GAN_MODES)}")
-    _require(model.lr > 0, "model.lr", model.lr, "it must be > 0")
-    _require(model.max_bad_steps >= 1, "model.max_bad_steps", model.max_bad_steps, "it must be >= 1")
-    _require(data.batch_size >= 1, "data.batch_size", data.batch_size, "it must be >= 1")
+    _number(model, "model", "lr", 0, strict=True)
+    if model.get("lr_d") is not None:
+        _number(model, "model", "lr_d", 0, strict=True)
+    _int(model, "model", "max_bad_steps", 1)
+    _int(data, "data", "batch_size", 1)
+    if data.get("eval_batch_size") is not None:
+        _int(data, "data", "eval_batch_size", 1)
+    if data.get("num_workers") is not None:
+        _int(data, "data", "num_workers", 0)
+    if "on_bad_image" in data:
+        _require(
+            data.on_bad_image in BAD_IMAGE_POLICIES,
+            "data.on_bad_image",
+            data.on_bad_image,
+            f"choose one of {list(BAD_IMAGE_POLICIES)}",
+        )
     size = data.image_size
-    _require(isinstance(size, int) and size >= 2, "data.image_size", size, "it must be an int >= 2")
+    _require(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 2,
+        "data.image_size",
+        size,
+        "it must be an int >= 2",
+    )
     gen = model.generator
     _require(gen.get("norm", "batch") in NORMS, "model.generator.norm", gen.get("norm"), f"choose one of {list(NORMS)}")
     if gen.name == "unet":
         depth = gen.get("depth")
         if depth is not None:
             _require(
-                depth >= 1 and 2**depth <= size,
+                isinstance(depth, int) and depth >= 1 and 2**depth <= size,
                 "model.generator.depth",
                 depth,
                 f"a U-Net of depth d halves the image d times, so data.image_size={size} allows at most "
                 f"{max(1, size.bit_length() - 1)}; or leave it null to derive it from the image size",
             )
-        _require(0 <= gen.dropout < 1, "model.generator.dropout", gen.dropout, "it must be in [0, 1)")
+        _require(
+            _is_number(gen.dropout) and 0 <= gen.dropout < 1,
+            "model.generator.dropout",
+            gen.dropout,
+            "it must be in [0, 1)",
+        )
     elif gen.name == "resnet18_unet":
         _require(size >= 32, "data.image_size", size, "resnet18_unet halves the image 5 times; use >= 32")
     if model.lambda_gan > 0:
         disc = model.discriminator
-        _require(disc.n_layers >= 1, "model.discriminator.n_layers", disc.n_layers, "it must be >= 1")
+        _int(disc, "model.discriminator", "n_layers", 1)
         _require(
             disc.get("norm", "batch") in NORMS,
             "model.discriminator.norm",

@@ -13,6 +13,7 @@ from lightning.pytorch import LightningModule
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from colorgan.buffers import BufferSnapshot
 from colorgan.checkpoint import load_generator_weights
 from colorgan.color import lab_normalized_to_rgb
 from colorgan.losses import GANLoss
@@ -27,15 +28,19 @@ class NonFiniteLossError(RuntimeError):
 
 
 class LinearDecay:
-    """pix2pix's schedule: constant lr, then linear decay towards zero over the remaining epochs."""
+    """pix2pix's schedule: constant lr until ``decay_start``, then linear decay towards zero.
+
+    The factor is 1 at ``decay_start`` and ``1 / (total - decay_start)`` in the last epoch, so a
+    one-epoch run trains at the full rate.
+    """
 
     def __init__(self, decay_start: int, total_epochs: int) -> None:
         self.decay_start, self.total_epochs = decay_start, total_epochs
 
     def __call__(self, epoch: int) -> float:
-        if self.total_epochs <= 0:
+        if self.total_epochs <= 0 or self.decay_start >= self.total_epochs:
             return 1.0
-        return 1.0 - max(0, epoch + 1 - self.decay_start) / float(self.total_epochs - self.decay_start + 1)
+        return 1.0 - max(0, epoch - self.decay_start) / float(self.total_epochs - self.decay_start)
 
 
 class ColorizationModule(LightningModule):
@@ -62,6 +67,8 @@ class ColorizationModule(LightningModule):
         init_from: str | None = None,
         max_bad_steps: int = 10,
         num_samples: int = 8,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full Hydra config is logged instead
@@ -73,6 +80,7 @@ class ColorizationModule(LightningModule):
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.bad_steps_in_a_row = 0
+        self._buffers_before_batch = BufferSnapshot()
         self._samples: tuple[torch.Tensor, ...] | None = None
 
     # ----------------------------------------------------------------- set-up
@@ -80,6 +88,16 @@ class ColorizationModule(LightningModule):
         if stage == "fit" and self.hparams.init_from:
             load_generator_weights(self.generator, self.hparams.init_from)
             log.info("generator initialised from %s", self.hparams.init_from)
+        for net in (self.generator, self.discriminator):
+            if net is None:
+                continue
+            if self.hparams.channels_last:  # NHWC: faster convolutions with oneDNN and cuDNN
+                net.to(memory_format=torch.channels_last)
+            if self.hparams.compile and stage == "fit":
+                net.compile()  # in place: parameter names, and so checkpoints, stay the same
+
+    def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         return self.generator(L)
@@ -102,21 +120,26 @@ class ColorizationModule(LightningModule):
 
     # --------------------------------------------------------------- training
     def _optimizer_step(self, optimizer: Any, loss: torch.Tensor) -> bool:
-        """Backward and step unless the loss is non-finite on any rank; clip after unscaling."""
+        """Backward and step unless the loss is non-finite on any rank (clipping: on_before_optimizer_step)."""
         finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss.detach())), all=True)
         if not finite:
             return False
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if self.hparams.gradient_clip_val:
-            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-            if scaler is not None:  # 16-mixed: clip true gradients, not loss-scaled ones
-                scaler.unscale_(optimizer.optimizer)
-            self.clip_gradients(optimizer, self.hparams.gradient_clip_val, "norm")
         optimizer.step()
         return True
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip here, inside ``optimizer.step()``: under 16-mixed Lightning has just unscaled the gradients.
+
+        Clipping before the step would see loss-scaled gradients, and unscaling them ourselves makes
+        Lightning's own ``unscale_`` in the step raise (it may only run once per step).
+        """
+        if self.hparams.gradient_clip_val:
+            self.clip_gradients(optimizer, self.hparams.gradient_clip_val, "norm")
+
     def _count_bad_step(self, name: str, loss: torch.Tensor) -> None:
+        self._buffers_before_batch.restore()  # the forward passes moved BatchNorm statistics (to NaN)
         self.bad_steps_in_a_row += 1
         log.warning("non-finite %s loss (%s) at step %d: step skipped", name, loss.item(), self.global_step)
         if self.bad_steps_in_a_row >= self.hparams.max_bad_steps:
@@ -127,9 +150,10 @@ class ColorizationModule(LightningModule):
             )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        L, ab = batch["L"], batch["ab"]
+        L, ab = self._memory_format(batch["L"]), self._memory_format(batch["ab"])
         optimizers = self.optimizers()
         opt_g = optimizers[0] if isinstance(optimizers, list) else optimizers
+        self._buffers_before_batch.take(self)
         fake = self.generator(L)
         logs: dict[str, torch.Tensor] = {}
         all_good = True
@@ -202,6 +226,8 @@ class ColorizationModule(LightningModule):
         path = save_image_atomic(
             grid, Path(self.trainer.default_root_dir) / "samples" / f"epoch_{self.current_epoch:03d}.png"
         )
+        # the step Lightning logs metrics at (batches); global_step counts both optimizers' steps
+        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in self.loggers:
             log_image = getattr(logger, "log_image", None)
             if callable(log_image):  # W&B
@@ -209,11 +235,11 @@ class ColorizationModule(LightningModule):
                     key="val/samples",
                     images=[grid],
                     caption=[f"epoch {self.current_epoch}: gray | colorized | truth"],
-                    step=self.global_step,
+                    step=step,
                 )
             elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard
                 tensor = torch.from_numpy(np.asarray(grid)).permute(2, 0, 1)
-                logger.experiment.add_image("val/samples", tensor, self.global_step)
+                logger.experiment.add_image("val/samples", tensor, step)
         log.info("samples written to %s", path)
 
     @property

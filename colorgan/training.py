@@ -11,9 +11,10 @@ from typing import Any
 import hydra
 from lightning.pytorch import Callback, LightningDataModule, Trainer, seed_everything
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from colorgan.checkpoint import AtomicCheckpointIO
+from colorgan.checkpoint import AtomicCheckpointIO, check_resume_checkpoint
 from colorgan.config_checks import check_config
 from colorgan.module import ColorizationModule
 
@@ -54,15 +55,22 @@ def build(cfg: DictConfig) -> tuple[LightningDataModule, ColorizationModule, Tra
 
 def _write_summary(trainer: Trainer, output_dir: Path, seconds: float) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
+    # last.ckpt may come from another checkpoint callback than the monitored one (LastCheckpoint)
+    last = next((cb.last_model_path for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")), None)
     speed = next((cb for cb in trainer.callbacks if hasattr(cb, "last_images_per_sec")), None)
     summary = {
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
         "epochs": trainer.current_epoch,
         "wall_time_s": round(seconds, 1),
         "train_images_per_sec": getattr(speed, "last_images_per_sec", None),
+        "last_train_epoch_s": getattr(speed, "last_epoch_seconds", None),
         "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
-        "last_checkpoint": getattr(checkpoint, "last_model_path", None) or None,
+        "last_checkpoint": last,
     }
+    for source in (trainer.datamodule, *trainer.callbacks):  # e.g. skipped images, pre-emption
+        fields = getattr(source, "summary_fields", None)
+        if callable(fields):
+            summary.update(fields())
     if trainer.is_global_zero:
         path = output_dir / "summary.json"
         path.write_text(json.dumps(summary, indent=2))
@@ -73,6 +81,12 @@ def _write_summary(trainer: Trainer, output_dir: Path, seconds: float) -> dict[s
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the model described by ``cfg`` and return the run summary (metrics, checkpoints, speed)."""
     datamodule, model, trainer = build(cfg)
+    if cfg.get("ckpt_path"):
+        check_resume_checkpoint(cfg.ckpt_path, model)  # before any data is read or a step is taken
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException:  # pre-empted: last.ckpt is saved; record it, then exit with code 0
+        _write_summary(trainer, Path(cfg.paths.output_dir), time.perf_counter() - start)
+        raise
     return _write_summary(trainer, Path(cfg.paths.output_dir), time.perf_counter() - start)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing
+import multiprocessing.util  # registers its exit hook now, so that ours below runs before it
 import random
 import signal
 from pathlib import Path
@@ -19,20 +22,32 @@ from colorgan.data.images import BadImageError, load_image, load_rgb
 log = logging.getLogger(__name__)
 BAD_IMAGE_POLICIES = ("skip", "error")
 MAX_ASPECT_RATIO = 4.0  # longer side / shorter side kept before resizing; more is centre-cropped
-_worker_ignores_sigterm = False
+WORKER_SIGTERM_GRACE_S = 30  # what schedulers usually allow between SIGTERM and SIGKILL (SLURM, Kubernetes)
+_worker_defers_sigterm = False
 
 
-def _ignore_sigterm_in_worker() -> None:
-    """Let a job-wide SIGTERM reach only the main process, which saves a checkpoint and stops.
+def _defer_sigterm_in_worker() -> None:
+    """In a loader worker, turn SIGTERM into an exit ``WORKER_SIGTERM_GRACE_S`` seconds later.
 
-    Schedulers signal every process of a job. A loader worker killed by it would make the next
-    batch fail before the main process can save; ignoring it is safe because workers exit when
-    the main process shuts the loader down, or when they see it gone.
+    Schedulers signal every process of a job. A worker dying at once would make the main
+    process fail mid-batch, before it can save; deferred, the main process finishes the batch,
+    saves ``last.ckpt`` and shuts the loader down, which ends the worker at once. A worker the
+    main process terminates and never shuts down still ends, after the grace period.
     """
-    global _worker_ignores_sigterm
-    if not _worker_ignores_sigterm and get_worker_info() is not None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _worker_ignores_sigterm = True
+    global _worker_defers_sigterm
+    if not _worker_defers_sigterm and hasattr(signal, "alarm") and get_worker_info() is not None:
+        signal.signal(signal.SIGTERM, lambda signum, frame: signal.alarm(WORKER_SIGTERM_GRACE_S))
+        _worker_defers_sigterm = True
+
+
+@atexit.register
+def _end_leaked_workers() -> None:
+    """At exit, kill loader workers nobody shut down: multiprocessing would SIGTERM them, now deferred."""
+    leaked = [child for child in multiprocessing.active_children() if child.daemon]
+    if leaked and hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would report each as a failure
+        for child in leaked:
+            child.kill()
 
 
 class TensorImageDataset(Dataset):
@@ -45,7 +60,7 @@ class TensorImageDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        _ignore_sigterm_in_worker()
+        _defer_sigterm_in_worker()
         image = self.images[index]
         if self.flip and torch.rand(()) < 0.5:
             image = image.flip(-1)
@@ -99,7 +114,7 @@ class FolderDataset(Dataset):
         return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        _ignore_sigterm_in_worker()
+        _defer_sigterm_in_worker()
         first_bad = -1
         for attempt in range(len(self.files)):
             i = (index + attempt) % len(self.files)

@@ -1,0 +1,243 @@
+"""Faults during a run: messy photo folders, NaN losses, kills while saving, SIGTERM pre-emption."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+from PIL import Image
+
+from colorgan.checkpoint import AtomicCheckpointIO, load_checkpoint
+from colorgan.data import DataNotFoundError, FolderDataModule
+from colorgan.data.images import BadImageError
+from colorgan.evaluation import evaluate
+from colorgan.models import build_generator
+from colorgan.module import NonFiniteLossError
+from colorgan.training import build, train
+from tests.conftest import ROOT, train_overrides
+from tests.messy import UNREADABLE, gradient, write_unreadable
+
+TINY_UNET = ["model/generator=unet", "model.generator.ngf=8", "data.image_size=32"]
+SHORT = ["trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0"]
+
+
+def photos(root: Path, *extra: str) -> list[str]:
+    """photos_pretrain on ``root`` with a tiny U-Net: seconds per epoch on a CPU."""
+    return train_overrides("photos_pretrain", f"data.root={root}", *TINY_UNET, *extra)
+
+
+@pytest.fixture
+def messy_photos(tmp_path: Path) -> Path:
+    """train/ and val/ each holding two good photos and every broken kind of file (test_images has the rest)."""
+    root = tmp_path / "photos"
+    for split in ("train", "val"):
+        write_unreadable(root / split)
+        for name in ("good_a.jpg", "good_b.png"):  # 8 files: every one starts a batch of 2 (drop_last drops none)
+            Image.fromarray(gradient()).save(root / split / name)
+    return root
+
+
+def skip_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "skipping unreadable image" in r.getMessage()]
+
+
+# ------------------------------------------------------------------------------------ messy folders
+def test_messy_folder_trains_skipping_each_bad_file_once_and_counting_it(make_cfg, messy_photos, tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    summary = train(make_cfg(photos(messy_photos, "trainer.max_epochs=1"), output_dir=tmp_path / "run"))
+    bad = sorted(str(messy_photos / split / name) for split in ("train", "val") for name in UNREADABLE)
+    assert summary["skipped_images"] == {"count": len(bad), "files": bad}
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_images"]["count"] == len(bad)
+    warnings = skip_warnings(caplog)
+    for path in bad:
+        assert sum(path + ":" in w for w in warnings) == 1, path  # logged once, with the reason
+    assert torch.isfinite(torch.tensor(summary["metrics"]["val/l1_ab"]))
+
+
+def test_worker_processes_skip_files_logged_once_by_the_main_process(messy_photos, caplog):
+    caplog.set_level(logging.WARNING)
+    dm = FolderDataModule(str(messy_photos), image_size=32, batch_size=4, num_workers=2)
+    dm.setup("fit")
+    loader = dm.val_dataloader()
+    for _ in range(2):  # two epochs through the same persistent workers
+        for batch in loader:
+            dm.on_before_batch_transfer(batch, 0)
+    del loader, batch  # shuts the workers down
+    gc.collect()
+    assert not multiprocessing.active_children()
+    assert dm.summary_fields()["skipped_images"]["count"] == len(UNREADABLE)
+    warnings = skip_warnings(caplog)
+    assert len(warnings) == len(UNREADABLE)
+    assert all(any(name in w for w in warnings) for name in UNREADABLE)
+
+
+def test_evaluate_on_messy_folder_scores_each_readable_image_once(make_cfg, messy_photos, tmp_path):
+    gen_cfg = {"name": "unet", "image_size": 32, "ngf": 8, "norm": "batch", "dropout": 0.5, "depth": None}
+    generator = build_generator(gen_cfg)
+    ckpt = tmp_path / "tiny.ckpt"
+    state = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"generator": gen_cfg}}, ckpt)
+    overrides = [f"ckpt_path={ckpt}", "device=cpu", "data=folder", f"data.root={messy_photos}", "data.image_size=32"]
+    overrides += ["data.num_workers=0", "eval.fid=false", "eval.lpips=false", "eval.probe=false"]
+    report = evaluate(make_cfg(overrides, config_name="eval", output_dir=tmp_path / "eval"))
+    n_files = len([p for p in (messy_photos / "val").iterdir() if p.is_file()])
+    assert report["num_images"] == n_files - len(UNREADABLE)
+    assert report["skipped_images"]["count"] == len(UNREADABLE)
+
+
+def test_folder_without_one_readable_image_stops_before_training(make_cfg, tmp_path):
+    write_unreadable(tmp_path / "broken")
+    with pytest.raises(DataNotFoundError, match=r"none of the \d+ image files .*broken.* could be read"):
+        train(make_cfg(photos(tmp_path / "broken"), output_dir=tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_on_bad_image_error_stops_at_the_first_bad_file(make_cfg, messy_photos, tmp_path):
+    cfg = make_cfg(photos(messy_photos, "data.on_bad_image=error", "trainer.fast_dev_run=true"))
+    with pytest.raises(BadImageError, match=r"data\.on_bad_image=error") as info:
+        train(cfg)
+    assert Path(info.value.path).name in UNREADABLE and Path(info.value.path).parent.parent == messy_photos
+
+
+# ---------------------------------------------------------------------------------------- NaN / Inf
+class PoisonBatches(Callback):
+    """Sets ab to NaN in chosen batches (by their number in the run), as a corrupt input would."""
+
+    def __init__(self, poisoned: set[int] | None = None, from_epoch: int | None = None) -> None:
+        self.poisoned, self.from_epoch = poisoned or set(), from_epoch
+        self.before: dict[str, torch.Tensor] | None = None
+        self.unchanged: list[bool] = []
+
+    def _hit(self, trainer) -> bool:
+        return trainer.fit_loop.total_batch_idx in self.poisoned or (
+            self.from_epoch is not None and trainer.current_epoch >= self.from_epoch
+        )
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._hit(trainer):
+            batch["ab"].fill_(float("nan"))
+            self.before = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.before is not None:
+            after = pl_module.state_dict()
+            self.unchanged.append(all(torch.equal(v, after[k]) for k, v in self.before.items()))
+            self.before = None
+
+
+def test_nan_batches_skip_their_steps_and_too_many_in_a_row_stop_the_run(make_cfg, tmp_path, caplog):
+    """Epoch 0: one NaN batch is skipped and training goes on. Epoch 1: every batch is NaN until the stop."""
+    caplog.set_level(logging.WARNING)
+    overrides = train_overrides("cifar_gan", "trainer.max_epochs=3", "model.max_bad_steps=3", *SHORT)
+    datamodule, model, trainer = build(make_cfg(overrides, output_dir=tmp_path))
+    poison = PoisonBatches({1}, from_epoch=1)
+    trainer.callbacks.append(poison)
+    with pytest.raises(NonFiniteLossError, match=r"3 optimizer steps in a row had a non-finite loss .* intact"):
+        trainer.fit(model, datamodule=datamodule)
+    # every skipped batch left D, G, their BatchNorm statistics and the optimizers exactly as they were
+    assert len(poison.unchanged) >= 2 and all(poison.unchanged)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("non-finite discriminator loss (nan) at step 2: step skipped" in m for m in messages)
+    assert any("non-finite generator loss (nan) at step 2: step skipped" in m for m in messages)
+    # the checkpoint from the end of epoch 0 is intact: 2 good batches x (D + G) steps, finite
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert ckpt["epoch"] == 0 and ckpt["global_step"] == 4 == trainer.global_step
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    for name, value in model.state_dict().items():  # nothing moved after it either
+        assert torch.equal(value, ckpt["state_dict"][name]), name
+
+
+# ------------------------------------------------------------------------------- killed while saving
+SAVE_FOREVER = """
+import sys, torch
+from colorgan.checkpoint import AtomicCheckpointIO
+io = AtomicCheckpointIO()
+for i in range(1_000_000):  # every checkpoint consistent: its weights all equal its i
+    io.save_checkpoint({"i": i, "weights": torch.full((2_000_000,), float(i))}, sys.argv[1])
+"""
+
+
+def test_kill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    path = tmp_path / "last.ckpt"
+    proc = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(path)], cwd=ROOT)
+    tmp = tmp_path / f".last.ckpt.{proc.pid}.tmp"
+    try:
+        deadline = time.monotonic() + 120
+        while not (path.exists() and tmp.exists() and tmp.stat().st_size > 0):  # a later save is half-written
+            assert proc.poll() is None and time.monotonic() < deadline, "the saving process stopped"
+            time.sleep(0.001)
+    finally:
+        proc.kill()
+        proc.wait()
+    ckpt = load_checkpoint(path)
+    assert torch.equal(ckpt["weights"], torch.full((2_000_000,), float(ckpt["i"])))
+    AtomicCheckpointIO().save_checkpoint({"i": -1}, path)  # the next save removes what the killed one left
+    assert not tmp.exists() and load_checkpoint(path) == {"i": -1}
+
+
+# -------------------------------------------------------------------------------- SIGTERM, resume
+def test_sigterm_saves_last_checkpoint_exits_cleanly_and_the_run_resumes(make_cfg, data_dir, tmp_path):
+    run = tmp_path / "run"
+    base = train_overrides("photos_pretrain", *TINY_UNET, *SHORT)
+    # one loader worker: the scheduler's SIGTERM reaches it too, and must not break the last batch
+    cmd = [
+        sys.executable,
+        "train.py",
+        *base,
+        "data.num_workers=1",
+        "trainer.max_epochs=1000",
+        f"paths.data_dir={data_dir}",
+    ]
+    env = {**os.environ, "COLORGAN_ROOT": str(ROOT)}
+    # its own process group, signalled as a whole, as a cluster scheduler does
+    proc = subprocess.Popen(
+        [*cmd, f"hydra.run.dir={run}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    last = run / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.monotonic() + 240
+        while not last.exists():  # epoch 0 is done: training is under way
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"train.py did not start training:\n{proc.communicate()[0][-3000:]}")
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, output[-3000:]
+    assert "SIGTERM: saved" in output
+    saved = json.loads((run / "summary.json").read_text())["preempted"]
+    assert saved["checkpoint"] == str(last)
+    assert load_checkpoint(last)["global_step"] == saved["global_step"] >= 3  # the step it was at, past epoch 0
+
+    # resume: the counters go on from the saved step
+    resume = [*base, f"ckpt_path={last}", f"trainer.max_epochs={saved['epoch'] + 1}"]
+    datamodule, model, trainer = build(make_cfg(resume, output_dir=tmp_path / "resumed"))
+    steps: list[int] = []
+
+    class RecordSteps(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            steps.append(trainer.global_step)
+
+    trainer.callbacks.append(RecordSteps())
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(last))
+    assert steps and steps[0] == saved["global_step"]
+    assert trainer.global_step > saved["global_step"] and trainer.current_epoch == saved["epoch"] + 1
