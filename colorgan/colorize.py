@@ -1,0 +1,592 @@
+"""Colorize photos of any size: keep the photo's own full-resolution L, add the model's ab.
+
+The generator learned colour at its training size, so it always runs at that size:
+
+* ``full`` (default): the model predicts ab on a copy resized to ``size x size`` and the ab is
+  upsampled bilinearly to the photo's size, the approach of Zhang et al.'s colorization and DDColor.
+  Colour varies slowly, so low-resolution ab over full-resolution L loses little, and the cost and
+  memory of the network do not grow with the photo.
+* ``tiles``: the model runs on overlapping ``size x size`` windows of the full-resolution L (batched)
+  and the predictions are averaged with a smooth window weight, so no seam shows. Every pixel is
+  coloured at the scale the model was trained at, which suits large photos and models trained
+  on large crops.
+
+Either way the output keeps the input's L: where the predicted colour does not exist at that
+lightness (out of the sRGB gamut), its chroma is reduced until it does, instead of letting the
+RGB clipping darken or brighten the pixel. The full-resolution steps (Lab conversion, ab
+upsampling, gamut fitting) run in strips of :data:`STRIP_PIXELS`, so full mode holds little more
+than the input and output images; tiles mode also keeps the full-resolution L and the blended ab
+with its weights (16 bytes per pixel).
+
+Command line: ``colorgan-colorize INPUT... --ckpt CKPT --out DIR`` (``--help`` for the rules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import itertools
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from colorgan.checkpoint import CheckpointError, load_generator
+from colorgan.color import L_SCALE, lab_normalized_to_rgb, rgb_to_lab_normalized, to_uint8
+from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, find_images, load_image
+
+MODES = ("full", "tiles")
+OUTPUT_SUFFIX = ".png"
+COLLISION_MARK = "_colorized"
+STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution steps: ~1 MB per float32 plane
+PENDING_PIXELS = 64_000_000  # the CLI colorizes its pending files once they hold this many pixels
+LIGHTNESS_TOLERANCE = 0.25 / L_SCALE  # a quarter of one L* unit, in normalised L
+CHROMA_STEPS = 7  # bisection steps when fitting an out-of-gamut colour at its lightness
+BATCH_PIXELS = 1 << 18  # default tiles batch: this many pixels of windows (256 windows of 32 x 32)
+
+
+def default_batch_size(size: int, mode: str) -> int:
+    """8 images in full mode; in tiles mode enough windows for ~256K pixels, at least 8.
+
+    Small windows need large batches: each call of a network has a fixed cost, which dominates
+    at 32 x 32 (a 2048 x 1536 photo has ~5,500 such windows).
+    """
+    return 8 if mode == "full" else max(8, BATCH_PIXELS // (size * size))
+
+
+class UnsafeOutputPath(ValueError):
+    """An output name that would land outside the output folder."""
+
+
+# ----------------------------------------------------------------------------- tensor helpers
+def _device_of(module: nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _dtype_of(module: nn.Module) -> torch.dtype:
+    param = next(module.parameters(), None)
+    return param.dtype if param is not None else torch.float32
+
+
+def _batched(items: Sequence, n: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _strip_rows(width: int) -> int:
+    return max(1, STRIP_PIXELS // max(1, width))
+
+
+def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """An in-memory image of any mode -> (8-bit RGB, alpha or None); files go through ``load_image``.
+
+    16-bit and 32-bit gray is rescaled from its full range (65535, or 1.0 for float), not clipped.
+    """
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return rgba.convert("RGB"), rgba.getchannel("A")
+    if image.mode.startswith("I") or image.mode == "F":
+        arr = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        peak = arr.max(initial=0.0)
+        if image.mode.startswith("I;16") or peak > 255:
+            scale = 65535.0
+        elif image.mode == "F" and peak <= 1:
+            scale = 1.0
+        else:
+            scale = 255.0
+        gray = np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB"), None
+    return (image if image.mode == "RGB" else image.convert("RGB")), None
+
+
+def _rgb_tensor(rgb: Image.Image) -> torch.Tensor:
+    """8-bit RGB PIL image -> (1, 3, H, W) uint8 tensor on the CPU."""
+    return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
+
+
+def _lightness(rgb: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Normalised L of a (1, 3, H, W) uint8 image at full resolution, converted strip by strip."""
+    H, W = rgb.shape[-2:]
+    L = torch.empty((1, 1, H, W), device=device)
+    step = _strip_rows(W)
+    for r0 in range(0, H, step):
+        L[..., r0 : r0 + step, :] = rgb_to_lab_normalized(rgb[..., r0 : r0 + step, :].to(device))[0]
+    return L
+
+
+def keep_lightness_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Normalised (L, ab) -> RGB in [0, 1] whose lightness is L even where ab is out of gamut.
+
+    Converting an out-of-gamut Lab colour and clipping the RGB changes the lightness (a saturated
+    blue on a light pixel comes out darker). Only pixels that were clipped are checked; for those
+    whose L moved by more than a quarter L* unit, the chroma is scaled down (bisection, hue kept)
+    until it fits. Gray (ab = 0) always fits, so the search always ends in gamut.
+    """
+    rgb = lab_normalized_to_rgb(L, ab)
+    clipped = ((rgb <= 0.0) | (rgb >= 1.0)).any(dim=1)
+    if not bool(clipped.any()):
+        return rgb
+    b, y, x = clipped.nonzero(as_tuple=True)
+    n = b.numel()
+    L_px = L[b, 0, y, x].view(1, 1, n, 1)
+    ab_px = ab[b, :, y, x].t().reshape(1, 2, n, 1)
+
+    def fits(scale: torch.Tensor) -> torch.Tensor:
+        L_back = rgb_to_lab_normalized(lab_normalized_to_rgb(L_px, ab_px * scale))[0]
+        return ((L_back - L_px).abs() <= LIGHTNESS_TOLERANCE).view(n)
+
+    lo = torch.ones(n, device=L.device)
+    todo = ~fits(lo.view(1, 1, n, 1))
+    if bool(todo.any()):
+        lo[todo] = 0.0
+        hi = torch.ones(n, device=L.device)
+        for _ in range(CHROMA_STEPS):
+            mid = (lo + hi) / 2
+            ok = fits(mid.view(1, 1, n, 1)) | ~todo
+            lo = torch.where(ok & todo, mid, lo)
+            hi = torch.where(ok, hi, mid)
+        fixed = lab_normalized_to_rgb(L_px, ab_px * lo.view(1, 1, n, 1))
+        rgb[b, :, y, x] = fixed.reshape(3, n).t()
+    return rgb
+
+
+def _compose(rgb: torch.Tensor, ab_rows: Callable[[int, int], torch.Tensor], device: torch.device) -> np.ndarray:
+    """Full-resolution L of ``rgb`` + ab (fetched strip by strip) -> H x W x 3 uint8 RGB."""
+    H, W = rgb.shape[-2:]
+    out = np.empty((H, W, 3), dtype=np.uint8)
+    step = _strip_rows(W)
+    for r0 in range(0, H, step):
+        r1 = min(H, r0 + step)
+        L = rgb_to_lab_normalized(rgb[..., r0:r1, :].to(device))[0]
+        strip = to_uint8(keep_lightness_rgb(L, ab_rows(r0, r1)))
+        out[r0:r1] = strip[0].permute(1, 2, 0).cpu().numpy()
+    return out
+
+
+def _bilinear_rows(ab_small: torch.Tensor, H: int, W: int) -> Callable[[int, int], torch.Tensor]:
+    """Rows r0:r1 of ``F.interpolate(ab_small, (H, W), mode="bilinear")`` without the whole result.
+
+    ``grid_sample`` at the output pixel centres with border padding is exactly that resize
+    (align_corners=False), so only one strip of full-resolution ab exists at a time.
+    """
+    device = ab_small.device
+    xs = (torch.arange(W, device=device, dtype=torch.float32) + 0.5) / W * 2 - 1
+
+    def rows(r0: int, r1: int) -> torch.Tensor:
+        ys = (torch.arange(r0, r1, device=device, dtype=torch.float32) + 0.5) / H * 2 - 1
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).unsqueeze(0)
+        return F.grid_sample(ab_small, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    return rows
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Evenly spread window origins covering ``0..length``, neighbours at most ``stride`` apart."""
+    if length <= window:
+        return [0]
+    n = math.ceil((length - window) / stride) + 1
+    return [round(i * (length - window) / (n - 1)) for i in range(n)]
+
+
+def window_weight(length: int, ramp: int, device: torch.device) -> torch.Tensor:
+    """1-D blending weight: a raised-cosine ramp over ``ramp`` pixels at both ends, 1 in between.
+
+    Never zero, so a pixel that only one window covers (the photo's border) keeps its prediction.
+    """
+    i = torch.arange(length, device=device, dtype=torch.float32)
+    edge = torch.minimum(i + 0.5, length - i - 0.5) / max(1, ramp)
+    return torch.sin(edge.clamp(max=1.0) * (math.pi / 2)) ** 2
+
+
+def _predict_tiles(
+    model: Callable[[torch.Tensor], torch.Tensor], L: torch.Tensor, size: int, overlap: float, batch_size: int
+) -> torch.Tensor:
+    """ab at full resolution from overlapping ``size x size`` windows, blended by weight."""
+    H, W = L.shape[-2:]
+    th, tw = min(size, H), min(size, W)
+    ramp = max(1, round(size * overlap))
+    stride = max(1, size - ramp)
+    weight = window_weight(th, ramp, L.device)[:, None] * window_weight(tw, ramp, L.device)[None, :]
+    acc = torch.zeros((1, 2, H, W), device=L.device)
+    total = torch.zeros((1, 1, H, W), device=L.device)
+    origins = [(y, x) for y in window_starts(H, th, stride) for x in window_starts(W, tw, stride)]
+    for chunk in _batched(origins, batch_size):
+        batch = torch.cat([L[..., y : y + th, x : x + tw] for y, x in chunk])
+        for (y, x), ab in zip(chunk, model(batch)):
+            acc[0, :, y : y + th, x : x + tw] += ab * weight
+            total[0, 0, y : y + th, x : x + tw] += weight
+    return acc.div_(total)
+
+
+# ----------------------------------------------------------------------------- public API
+@torch.inference_mode()
+def colorize_images(
+    generator: nn.Module,
+    images: Sequence[Image.Image],
+    size: int,
+    mode: str = "full",
+    *,
+    batch_size: int | None = None,
+    overlap: float = 0.25,
+) -> list[Image.Image]:
+    """Colorize several images (any mode and size) with ``generator`` on its own device.
+
+    ``size`` is the side the model works at (its training size). ``mode="full"`` predicts every
+    image at ``size x size`` in batches of ``batch_size``; ``mode="tiles"`` runs ``size x size``
+    windows overlapping by ``overlap`` (a fraction of ``size``) in batches of ``batch_size``
+    (default: :func:`default_batch_size`).
+    Outputs are RGB (RGBA when the input had alpha, which is kept) of the input's size.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    batch_size = default_batch_size(size, mode) if batch_size is None else batch_size
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap is a fraction of the window in [0, 1), got {overlap}")
+    device, dtype = _device_of(generator), _dtype_of(generator)
+    model = lambda L: generator(L.to(dtype)).float()
+    converted = [split_alpha(im) for im in images]
+    results: list[Image.Image] = []
+
+    def finish(i: int, ab_rows: Callable[[int, int], torch.Tensor], rgb: torch.Tensor | None = None) -> None:
+        rgb = _rgb_tensor(converted[i][0]) if rgb is None else rgb
+        out = Image.fromarray(_compose(rgb, ab_rows, device))
+        if converted[i][1] is not None:
+            out.putalpha(converted[i][1])
+        results.append(out)
+
+    if mode == "full":
+        for chunk in _batched(list(range(len(images))), batch_size):
+            small = [converted[i][0].resize((size, size), Image.Resampling.BILINEAR) for i in chunk]
+            ab_small = model(rgb_to_lab_normalized(torch.cat([_rgb_tensor(s) for s in small]).to(device))[0])
+            for j, i in enumerate(chunk):
+                W, H = converted[i][0].size
+                finish(i, _bilinear_rows(ab_small[j : j + 1], H, W))
+    else:
+        for i, (image, _) in enumerate(converted):
+            rgb = _rgb_tensor(image)
+            ab = _predict_tiles(model, _lightness(rgb, device), size, overlap, batch_size)
+            finish(i, lambda r0, r1, ab=ab: ab[..., r0:r1, :], rgb)
+    return results
+
+
+def colorize_image(
+    generator: nn.Module,
+    image: Image.Image,
+    size: int,
+    mode: str = "full",
+    *,
+    batch_size: int | None = None,
+    overlap: float = 0.25,
+) -> Image.Image:
+    """Colorize one image (gray, RGB, RGBA, palette, 16-bit; any size): see :func:`colorize_images`.
+
+    The image is used as given; read files with :func:`colorgan.data.images.load_image`, which
+    also applies the EXIF orientation.
+    """
+    return colorize_images(generator, [image], size, mode, batch_size=batch_size, overlap=overlap)[0]
+
+
+# ----------------------------------------------------------------------------- files and names
+@dataclass(frozen=True)
+class Job:
+    """One input file and the output name it gets, relative to the output folder."""
+
+    source: Path
+    relative: Path
+
+
+@dataclass
+class Inputs:
+    """The files to colorize, and the command-line inputs that named nothing (reported as failures)."""
+
+    jobs: list[Job] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def _glob_base(pattern: str) -> Path:
+    """The leading folders of a glob pattern that hold no wildcard: names are taken relative to it."""
+    parts: list[str] = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def collect_inputs(inputs: Iterable[str], out_dir: Path) -> Inputs:
+    """Expand files, folders (recursive) and globs into jobs; each source file appears once.
+
+    A file is named by its own name, a folder's images by their path inside the folder, a glob's
+    matches by their path below the glob's fixed leading folders. Images already under ``out_dir``
+    are skipped when ``out_dir`` lies inside an input folder, so re-running never colorizes outputs.
+    """
+    result = Inputs()
+    seen: set[Path] = set()
+    out_resolved = out_dir.resolve()
+
+    def add(source: Path, base: Path | None) -> None:
+        """Queue ``source``, named relative to ``base`` (its own name if None)."""
+        out_inside_base = base is not None and out_resolved != base.resolve() and _is_inside(out_resolved, base)
+        if out_inside_base and _is_inside(source, out_resolved):
+            return  # an earlier output: --out lies inside this input folder
+        key = source.resolve()
+        if key not in seen:
+            seen.add(key)
+            result.jobs.append(Job(source, source.relative_to(base) if base is not None else Path(source.name)))
+
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            for image in find_images(path):
+                add(image, path)
+        elif path.is_file():
+            add(path, None)
+        elif glob.has_magic(item):
+            base = _glob_base(str(path))
+            found = []
+            for match in sorted(Path(m) for m in glob.glob(str(path), recursive=True)):
+                if match.is_dir():
+                    found += find_images(match)
+                elif match.suffix.lower() in IMAGE_EXTENSIONS and match.is_file():
+                    found.append(match)
+            for image in found:
+                add(image, base)
+            if not found:
+                result.missing.append(item)
+        else:
+            result.missing.append(item)
+    return result
+
+
+def safe_output_path(out_dir: Path, relative: str | Path) -> Path:
+    """``out_dir / relative``, resolved; refuses names (``..``, absolute, symlinks) that leave ``out_dir``."""
+    rel = Path(relative)
+    root = Path(out_dir).resolve()
+    if rel.is_absolute() or rel.drive or not rel.parts:
+        raise UnsafeOutputPath(f"output name {str(relative)!r} must be a relative path inside {root}")
+    target = (root / rel).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise UnsafeOutputPath(f"output name {str(relative)!r} resolves to {target}, outside {root}")
+    return target
+
+
+def _candidate_names(relative: Path) -> Iterator[Path]:
+    """``a.png``, then ``a_jpg.png`` (suffix kept), then each with ``_colorized`` appended, and so on."""
+    stems = [relative.stem] + ([f"{relative.stem}_{relative.suffix[1:]}"] if relative.suffix else [])
+    for marks in itertools.count():
+        for stem in stems:
+            yield relative.with_name(f"{stem}{COLLISION_MARK * marks}{OUTPUT_SUFFIX}")
+
+
+def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeOutputPath]:
+    """Output path of every job: ``<out>/<relative path>`` with the suffix ``.png``.
+
+    A name that another job already has, or that is one of the input files, is replaced by the
+    next of :func:`_candidate_names` that is free, so no input is ever overwritten
+    (``a.jpg`` and ``a.png`` -> ``a.png`` and ``a_png.png``).
+    """
+    sources = {job.source.resolve() for job in jobs}
+    taken: set[Path] = set()
+    plan: dict[Job, Path | UnsafeOutputPath] = {}
+    for job in jobs:
+        try:
+            for name in _candidate_names(job.relative):
+                target = safe_output_path(out_dir, name)
+                if target not in taken and target not in sources:
+                    break
+        except UnsafeOutputPath as err:
+            plan[job] = err
+            continue
+        taken.add(target)
+        plan[job] = target
+    return plan
+
+
+def save_png_atomic(image: Image.Image, path: Path) -> None:
+    """Write a PNG through a temporary file and a rename: an interrupted run leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        image.save(tmp, format="PNG", compress_level=1)  # photos barely compress further; 1 is ~3x faster than 6
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- command line
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    return device
+
+
+HELP = "Colorize photos of any size with a trained colorgan generator, keeping their own L."
+EPILOG = f"""\
+inputs: image files, folders (searched recursively) and globs ("photos/**/*.jpg"); from folders and
+  globs, the files ending in {" ".join(IMAGE_EXTENSIONS)}.
+  Gray, RGB, RGBA, palette, 16-bit and EXIF-rotated images are read; a colour photo is
+  re-colorized from its L. The output is upright and has the input's size.
+
+outputs: <out>/<name>.png, 8-bit RGB, or RGBA when the input has transparency (alpha kept).
+  <name> is a file's own name, the path inside a given folder, or the path below a glob's fixed
+  folders, with its suffix replaced by .png (PNG is lossless and keeps alpha). If that name is
+  another input's output or an input file itself, the suffix is kept (a.jpg -> a_jpg.png) and then
+  "{COLLISION_MARK}" appended until the name is free: inputs are never overwritten, even with --out
+  equal to the input folder; other files already in --out (earlier outputs) are replaced. Images
+  under --out are not read when --out is inside an input folder. Names that would leave --out
+  (through symlinks) are refused.
+
+modes: full (default) predicts ab on a SIZE x SIZE copy and upsamples it bilinearly onto the
+  full-resolution L; tiles runs overlapping SIZE x SIZE windows at full resolution and blends them.
+
+exit status: 0 all written; 1 some inputs failed (each named on stderr, the rest still written);
+  2 nothing could run (bad checkpoint, device or arguments).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="colorgan-colorize",
+        description=HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    parser.add_argument("--mode", choices=MODES, default="full", help="full (default) or tiles, see below")
+    parser.add_argument("--size", type=int, default=None, help="side the model works at (default: its training size)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="tiles: window overlap, fraction (0.25)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images (full, default 8) or windows (tiles, default ~256K pixels of them) per batch",
+    )
+    return parser
+
+
+def _fail(message: str) -> None:
+    tqdm.write(f"colorgan-colorize: {message}", file=sys.stderr)
+
+
+def colorize_files(
+    generator: nn.Module,
+    jobs: Sequence[Job],
+    plan: dict[Job, Path | UnsafeOutputPath],
+    size: int,
+    mode: str = "full",
+    batch_size: int | None = None,
+    overlap: float = 0.25,
+) -> tuple[int, list[str]]:
+    """Colorize each job into its planned path; returns (files written, one message per failure).
+
+    Full mode batches up to ``batch_size`` files (fewer when they hold many pixels); tiles mode
+    takes one file at a time and batches its windows. A file that cannot be read or written is
+    reported and skipped; the others are still done.
+    """
+    written, failures = 0, []
+    pending: list[tuple[Job, Image.Image, Image.Image | None]] = []
+    batch_size = batch_size or default_batch_size(size, mode)
+    files_per_batch = batch_size if mode == "full" else 1
+
+    def fail(message: str) -> None:
+        failures.append(message)
+        _fail(message)
+
+    def flush() -> None:
+        nonlocal written
+        images = colorize_images(
+            generator, [rgb for _, rgb, _ in pending], size, mode, batch_size=batch_size, overlap=overlap
+        )
+        for (job, _, alpha), out in zip(pending, images):
+            if alpha is not None:
+                out.putalpha(alpha)
+            try:
+                save_png_atomic(out, plan[job])  # type: ignore[arg-type]
+                written += 1
+            except OSError as err:
+                fail(f"{job.source}: cannot write {plan[job]}: {err}")
+        bar.update(len(pending))
+        pending.clear()
+
+    with tqdm(total=len(jobs), unit="image", desc="colorizing", disable=len(jobs) < 2) as bar:
+        for job in jobs:
+            target = plan[job]
+            try:
+                if isinstance(target, UnsafeOutputPath):
+                    raise target
+                pending.append((job, *load_image(job.source)))
+            except BadImageError as err:
+                fail(f"skipped: {err}")
+                bar.update(1)
+            except UnsafeOutputPath as err:
+                fail(f"skipped {job.source}: {err}")
+                bar.update(1)
+            pixels = sum(rgb.width * rgb.height for _, rgb, _ in pending)
+            if pending and (len(pending) >= files_per_batch or pixels >= PENDING_PIXELS):
+                flush()
+        if pending:
+            flush()
+    return written, failures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Colorize the inputs into --out; returns the exit status (see ``--help``)."""
+    args = build_parser().parse_args(argv)
+    if (args.batch_size is not None and args.batch_size < 1) or (args.size is not None and args.size < 1):
+        _fail("--batch-size and --size must be >= 1")
+        return 2
+    if not 0 <= args.overlap < 1:
+        _fail("--overlap is a fraction of the window in [0, 1)")
+        return 2
+    try:
+        device = pick_device(args.device)
+        generator, hparams = load_generator(args.ckpt, device)
+    except (CheckpointError, ValueError, RuntimeError) as err:
+        _fail(str(err))
+        return 2
+    size = args.size or (hparams.get("generator") or {}).get("image_size")
+    if not size:
+        _fail(f"{args.ckpt} does not record its training size; pass --size")
+        return 2
+
+    inputs = collect_inputs(args.inputs, args.out)
+    failures = [f"{item}: no such file or folder, and no image matches it" for item in inputs.missing]
+    for message in failures:
+        _fail(message)
+    settings = {"size": size, "mode": args.mode, "batch_size": args.batch_size, "overlap": args.overlap}
+    written, errors = colorize_files(generator, inputs.jobs, plan_outputs(inputs.jobs, args.out), **settings)
+    failures += errors
+    total = len(inputs.jobs) + len(inputs.missing)
+    if total == 0:
+        _fail(f"no images in {' '.join(args.inputs)}")
+    summary = f"colorized {written} of {total} inputs into {args.out}"
+    print(summary + (f"; {len(failures)} failed (listed above)" if failures else ""), file=sys.stderr)
+    return 1 if failures or total == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Export a trained generator to ONNX or TorchScript for deployment without colorgan.
+
+The exported model maps normalised lightness to normalised chroma:
+
+* input ``L``: float32 ``(B, 1, H, W)``, ``L* / 50 - 1`` in [-1, 1] (L* of CIE Lab, D65, 0..100);
+* output ``ab``: float32 ``(B, 2, H, W)``, ``(a*, b*) / 110`` in [-1, 1].
+
+Batch, height and width are dynamic, and any H, W >= 1 works: the networks pad the input to a
+multiple of ``2**depth`` (32 for resnet18_unet) with replicate padding and crop the output back,
+and that padding is part of the exported graph. The picture is Lab ``((L + 1) * 50, ab * 110)``
+converted to sRGB; at the training size (recorded in the file's metadata) the model does its best;
+for large photos run it on a resized copy and upsample ab, as ``colorgan-colorize`` does.
+The generator is exported in eval mode: dropout off, batch norm using its running statistics.
+
+Every export is checked before it is kept: the written file is run (onnxruntime or
+``torch.jit.load``) at two sizes, one of them not a multiple of the padding, and must match
+PyTorch within 1e-4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from colorgan.checkpoint import CheckpointError, load_generator
+
+FORMATS = ("onnx", "torchscript")
+INPUT_NAME, OUTPUT_NAME = "L", "ab"
+TOLERANCE = 1e-4
+OPSET = 18
+# Odd sides are never a multiple of 2**depth, so tracing takes the padding path that every
+# other size needs too (a multiple would record a graph without it).
+EXAMPLE_SHAPE = (2, 1, 37, 53)
+
+
+class ExportError(RuntimeError):
+    """The export failed, or the exported model does not reproduce the generator."""
+
+
+def describe(hparams: dict[str, Any], ckpt: str | Path) -> dict[str, str]:
+    """Metadata stored with the exported model: what goes in, what comes out, how it was trained."""
+    generator = hparams.get("generator") or {}
+    return {
+        "colorgan.input": f"{INPUT_NAME}: float32 (B, 1, H, W), L*/50 - 1 in [-1, 1] (CIE Lab, D65)",
+        "colorgan.output": f"{OUTPUT_NAME}: float32 (B, 2, H, W), (a*, b*)/110 in [-1, 1]",
+        "colorgan.image_size": str(generator.get("image_size", "")),
+        "colorgan.generator": json.dumps(generator, sort_keys=True),
+        "colorgan.checkpoint": Path(ckpt).name,
+    }
+
+
+def _export_onnx(generator: nn.Module, example: torch.Tensor, out: Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    batch, height, width = (torch.export.Dim(n) for n in ("batch", "height", "width"))
+
+    # the exporter reports its progress on stdout; a command's stdout stays for its own output
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            generator,
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={INPUT_NAME: {0: batch, 2: height, 3: width}},
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    model = program.model_proto
+    onnx.helper.set_model_props(model, metadata)
+    onnx.save_model(model, out)  # one self-contained file (generators are far below 2 GB)
+
+
+def _export_torchscript(generator: nn.Module, example: torch.Tensor, out: Path, metadata: dict[str, str]) -> None:
+    with warnings.catch_warnings():
+        # the tracer warns that the padding decision is fixed: it is taken (odd example size) and
+        # pads by zero where no padding is needed, so the graph holds for every size
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(generator, (example,), check_trace=False)
+        torch.jit.save(traced, str(out), _extra_files={"colorgan.json": json.dumps(metadata)})
+
+
+def _run_exported(path: Path, fmt: str, L: torch.Tensor) -> np.ndarray:
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run([OUTPUT_NAME], {INPUT_NAME: L.numpy()})[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location="cpu")
+    with torch.inference_mode():
+        return module(L).numpy()
+
+
+def verify(generator: nn.Module, path: Path, fmt: str, image_size: int) -> float:
+    """Largest |exported - PyTorch| over two sizes (45 x 70 and the training size); raises past 1e-4."""
+    worst = 0.0
+    generator = generator.cpu()
+    for shape in ((2, 1, 45, 70), (1, 1, image_size, image_size)):
+        L = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        with torch.inference_mode():
+            expected = generator(L).numpy()
+        try:
+            got = _run_exported(path, fmt, L)
+        except Exception as err:  # onnxruntime and TorchScript each raise their own error types
+            raise ExportError(f"the exported model fails on an input of shape {tuple(shape)}: {err}") from err
+        if got.shape != expected.shape:
+            raise ExportError(
+                f"exported model: output shape {got.shape} for input {tuple(shape)}, expected {expected.shape}"
+            )
+        worst = max(worst, float(np.abs(got - expected).max()))
+    if worst > TOLERANCE:
+        raise ExportError(
+            f"the exported model differs from the PyTorch generator by {worst:.2e} (more than {TOLERANCE})"
+        )
+    return worst
+
+
+def export_generator(
+    generator: nn.Module,
+    out: str | Path,
+    fmt: str = "onnx",
+    metadata: dict[str, str] | None = None,
+    verify_size: int | None = 32,
+) -> Path:
+    """Write ``generator`` (eval mode, on the CPU) as ``fmt`` to ``out``; verify unless ``verify_size=None``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    out = Path(out)
+    generator = generator.cpu().eval()
+    if any(getattr(m, "noise_channels", 0) for m in generator.modules()):
+        verify_size = None  # random noise inputs: two runs never match, so there is nothing to compare
+    example = torch.rand(EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    write = _export_onnx if fmt == "onnx" else _export_torchscript
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:  # written beside the target and renamed once verified: a failed export leaves no file
+        with torch.inference_mode(False), torch.no_grad():
+            write(generator, example, tmp, metadata or {})
+        if verify_size is not None:
+            verify(generator, tmp, fmt, verify_size)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+HELP = "Export a trained colorgan generator (L -> ab) to ONNX or TorchScript with dynamic batch, height and width."
+EPILOG = f"""\
+the exported model:
+  input  "{INPUT_NAME}":  float32 (B, 1, H, W), L*/50 - 1 in [-1, 1] (CIE Lab L*, 0..100)
+  output "{OUTPUT_NAME}": float32 (B, 2, H, W), (a*, b*)/110 in [-1, 1]
+  B, H and W are dynamic; any H, W >= 1 works (padding to the network's multiple is inside the
+  graph). Eval mode: dropout off, batch norm with running statistics. The training size and
+  generator settings are stored as metadata (ONNX metadata_props, TorchScript extra file
+  colorgan.json). The output is run and compared with PyTorch (within {TOLERANCE}) before it is kept.
+  TorchScript is deprecated by PyTorch; prefer ONNX for new deployments.
+
+exit status: 0 written and verified; 2 failed (nothing written).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="colorgan-export", description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (default) or torchscript")
+    parser.add_argument("--out", required=True, type=Path, help="file to write (e.g. model.onnx, model.pt)")
+    parser.add_argument("--no-verify", action="store_true", help="skip running the written file against PyTorch")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Export --ckpt to --out; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        generator, hparams = load_generator(args.ckpt, "cpu")
+        size = int((hparams.get("generator") or {}).get("image_size") or 32)
+        export_generator(
+            generator, args.out, args.format, describe(hparams, args.ckpt), None if args.no_verify else size
+        )
+    except ImportError as err:
+        print(f"colorgan-export: {err}; install the extras: pip install 'colorgan[export]'", file=sys.stderr)
+        return 2
+    except (CheckpointError, ExportError, ValueError, RuntimeError, OSError) as err:
+        print(f"colorgan-export: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({args.format}; input {INPUT_NAME} (B, 1, H, W) -> output {OUTPUT_NAME} (B, 2, H, W))")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""colorgan-export: ONNX and TorchScript files that match PyTorch at any batch, height and width."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from colorgan.checkpoint import load_generator
+from colorgan.export import ExportError, build_parser, export_generator, main, verify
+from colorgan.models import build_generator
+from colorgan.module import ColorizationModule
+
+GENERATORS = {
+    "unet": {"name": "unet", "image_size": 32, "ngf": 8},  # 5 levels: pads to a multiple of 32, dropout 0.5
+    "resnet18_unet": {"name": "resnet18_unet", "image_size": 32},
+}
+SIZES = [(2, 1, 45, 70), (3, 1, 32, 64), (1, 1, 1, 1)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """These small networks run faster on one thread; on a busy machine idle OpenMP threads cost more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def save_checkpoint(generator_cfg: dict, path: Path) -> Path:
+    """A checkpoint laid out as train.py writes it, with non-trivial batch-norm statistics.
+
+    Running means and variances away from 0 and 1 make an export that used batch statistics
+    (training mode) give visibly different numbers.
+    """
+    torch.manual_seed(0)
+    module = ColorizationModule(generator=generator_cfg, lambda_gan=0.0)
+    for m in module.generator.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+def run_file(path: Path, fmt: str, L: torch.Tensor) -> np.ndarray:
+    if fmt == "onnx":
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(["ab"], {"L": L.numpy()})[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path))
+    with torch.inference_mode():
+        return module(L).numpy()
+
+
+@pytest.fixture(scope="module", params=[(g, f) for g in GENERATORS for f in ("onnx", "torchscript")], ids="-".join)
+def exported(request, tmp_path_factory) -> tuple[str, str, Path, Path]:
+    name, fmt = request.param
+    folder = tmp_path_factory.mktemp(f"export_{name}_{fmt}")
+    ckpt = save_checkpoint(GENERATORS[name], folder / "model.ckpt")
+    out = folder / "deploy" / ("model.onnx" if fmt == "onnx" else "model.pt")
+    assert main(["--ckpt", str(ckpt), "--format", fmt, "--out", str(out)]) == 0
+    return name, fmt, ckpt, out
+
+
+def test_exported_model_matches_pytorch_at_any_size(exported):
+    name, fmt, ckpt, out = exported
+    generator, _ = load_generator(ckpt)
+    rng = torch.Generator().manual_seed(1)
+    for shape in SIZES:
+        L = torch.rand(shape, generator=rng) * 2 - 1
+        with torch.inference_mode():
+            expected = generator(L).numpy()
+        got = run_file(out, fmt, L)
+        assert got.shape == (shape[0], 2, *shape[2:])
+        assert np.abs(got - expected).max() <= 1e-4, (name, fmt, shape)
+
+
+def test_exported_model_is_in_inference_mode(exported):
+    """Each image's output is independent of its batch and repeatable: no dropout, no batch statistics."""
+    _, fmt, _, out = exported
+    L = torch.rand((3, 1, 45, 70), generator=torch.Generator().manual_seed(2)) * 2 - 1
+    batch = run_file(out, fmt, L)
+    assert np.abs(batch - run_file(out, fmt, L)).max() == 0
+    for i in range(3):
+        assert np.abs(batch[i : i + 1] - run_file(out, fmt, L[i : i + 1])).max() <= 1e-5
+
+
+def test_exported_file_says_what_goes_in_and_out(exported):
+    name, fmt, _, out = exported
+    if fmt == "onnx":
+        model = onnx.load(str(out))
+        (inp,), (outp,) = model.graph.input, model.graph.output
+        assert (inp.name, outp.name) == ("L", "ab")
+        dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+        assert dims[1] == 1 and all(isinstance(d, str) and d for d in (dims[0], dims[2], dims[3]))
+        meta = {p.key: p.value for p in model.metadata_props}
+    else:
+        extra = {"colorgan.json": ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.load(str(out), _extra_files=extra)
+        meta = json.loads(extra["colorgan.json"])
+    assert meta["colorgan.image_size"] == "32"
+    assert json.loads(meta["colorgan.generator"])["name"] == name
+    assert "(B, 1, H, W)" in meta["colorgan.input"] and "(B, 2, H, W)" in meta["colorgan.output"]
+
+
+def test_a_generator_in_training_mode_is_exported_for_inference(tmp_path):
+    torch.manual_seed(0)
+    generator = build_generator(GENERATORS["unet"]).train()
+    out = export_generator(generator, tmp_path / "g.pt", "torchscript")
+    assert not generator.training
+    L = torch.rand((2, 1, 33, 47)) * 2 - 1
+    with torch.inference_mode():
+        expected = generator(L).numpy()
+    assert np.abs(run_file(out, "torchscript", L) - expected).max() <= 1e-4
+
+
+def test_verification_catches_a_model_that_does_not_match(tmp_path):
+    torch.manual_seed(0)
+    first = build_generator(GENERATORS["unet"])
+    second = build_generator(GENERATORS["unet"])
+    out = export_generator(first, tmp_path / "first.pt", "torchscript")
+    with pytest.raises(ExportError, match="differs"):
+        verify(second.eval(), out, "torchscript", 32)
+
+
+def test_failures_leave_no_file_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    assert main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
+    assert "missing.ckpt" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        main(["--ckpt", "x.ckpt", "--format", "tflite", "--out", str(out)])
+
+
+def test_help_documents_the_tensors():
+    text = build_parser().format_help()
+    assert "(B, 1, H, W)" in text and "(B, 2, H, W)" in text and "L*/50 - 1" in text and "/110" in text
