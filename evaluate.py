@@ -1,4 +1,7 @@
-"""Evaluate checkpoints on a test split: python evaluate.py ckpt_path=PATH [data=...]"""
+"""Evaluate checkpoints on a test split: python evaluate.py ckpt_path=PATH [data=...] [eval.probe_weights=...]
+
+Writes metrics.json, report.md, samples.png and per_class.png into the run folder.
+"""
 
 import os
 from pathlib import Path

@@ -101,10 +101,10 @@ def part_limit(device: torch.device, quick: bool, repeats: int) -> dict[str, flo
         conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device, dtype)
         flops = 2 * batch * channels * channels * 9 * side * side
         with torch.no_grad():
-            seconds = median_seconds(lambda: conv(x), device, repeats, warmup=2)
+            seconds = median_seconds(lambda conv=conv, x=x: conv(x), device, repeats, warmup=2)
         out[f"conv3x3_{name}_gflops"] = flops / seconds / 1e9
         a = torch.randn(n, n, device=device, dtype=dtype)
-        seconds = median_seconds(lambda: a @ a, device, repeats, warmup=2)
+        seconds = median_seconds(lambda a=a: a @ a, device, repeats, warmup=2)
         out[f"matmul_{name}_gflops"] = 2 * n**3 / seconds / 1e9
     return out
 
@@ -136,20 +136,21 @@ def part_lab(device: torch.device, quick: bool, repeats: int, compile_lab: bool)
         images = smooth_uint8_images(batch, size, device)
         host = images.permute(0, 2, 3, 1).cpu().numpy()
         dataset = SkimageLabDataset(host)
-        base = median_seconds(lambda: [dataset[i] for i in range(len(dataset))], torch.device("cpu"), repeats, 1)
+        base = median_seconds(lambda ds=dataset: [ds[i] for i in range(len(ds))], torch.device("cpu"), repeats, 1)
         reference = torch.from_numpy(np.stack([rgb2lab(im) for im in host[:8]])).permute(0, 3, 1, 2).float()
 
-        def max_error(L: torch.Tensor, ab: torch.Tensor) -> float:
+        def max_error(L: torch.Tensor, ab: torch.Tensor, reference: torch.Tensor = reference) -> float:
             lab = torch.cat([(L[:8].cpu() + 1) * 50, ab[:8].cpu() * 110], 1)
             return float((lab - reference).abs().max())
 
         candidates: list[tuple[str, Callable[[], Any]]] = [
-            ("kornia rgb_to_lab (batched)", lambda: rgb_to_lab(images.float() / 255.0)),
-            ("colorgan (batched, uint8 table)", lambda: rgb_to_lab_normalized(images)),
+            ("kornia rgb_to_lab (batched)", lambda images=images: rgb_to_lab(images.float() / 255.0)),
+            ("colorgan (batched, uint8 table)", lambda images=images: rgb_to_lab_normalized(images)),
         ]
         if compile_lab:
             rgb_to_lab_normalized(images, compiled=True)  # compile outside the timing
-            candidates.append(("colorgan + torch.compile", lambda: rgb_to_lab_normalized(images, compiled=True)))
+            compiled = lambda images=images: rgb_to_lab_normalized(images, compiled=True)
+            candidates.append(("colorgan + torch.compile", compiled))
         rows.append(
             {
                 "size": size,
@@ -436,7 +437,8 @@ def part_epoch(
         if data_dir:
             overrides.append(f"paths.data_dir={data_dir}")
         if quick:
-            overrides += ["model.generator.ngf=8", "model.discriminator.ndf=8", "data.batch_size=16", "data.val_size=16"]
+            overrides += ["model.generator.ngf=8", "model.discriminator.ndf=8"]
+            overrides += ["data.batch_size=16", "data.val_size=16"]
             batch = 16
         start = time.perf_counter()
         proc = subprocess.run(
@@ -529,7 +531,8 @@ def write_report(results: dict[str, Any], out_dir: Path) -> None:
         f"{hw['date']} · {hw.get('gpu') or hw['cpu']} · {hw['cpu_threads']} threads · torch {hw['torch']} · "
         f"lightning {hw['lightning']} · `{results['command']}`",
         "",
-        "Every figure is a median over repeats after warm-up; ratios are against the baseline measured in the same run.",
+        "Every figure is a median over repeats after warm-up; ratios are against the baseline measured in the same "
+        "run.",
         "",
     ]
     sections = [

@@ -1,33 +1,216 @@
-"""evaluate.py on a tiny checkpoint: a well-formed metrics.json, model and gray side by side."""
+"""evaluate.py on a tiny checkpoint: metrics, per-class results, the report, and the optional backends."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from PIL import Image
+
+from colorgan.data.cifar10 import load_cifar10_split
 from colorgan.evaluation import evaluate
+from colorgan.probe import CIFAR10_CLASSES, ProbeError, predict, save_probe, train_probe
 from colorgan.training import train
-from tests.conftest import train_overrides
+from colorgan.weights import WeightsUnavailable
+from tests.conftest import CONF, train_overrides
+
+PER_IMAGE = {"psnr", "ssim", "l1_ab", "delta_e", "colorfulness", "delta_cf"}
 
 
-def test_evaluate_writes_metrics_for_model_and_gray_baseline(make_cfg, tmp_path):
-    summary = train(make_cfg(train_overrides("cifar_pretrain", "trainer.max_epochs=1"), output_dir=tmp_path / "run"))
-    out = tmp_path / "eval"
-    report = evaluate(
-        make_cfg(
-            [f"ckpt_path={summary['last_checkpoint']}", "device=cpu", "data.eval_batch_size=10"],
-            config_name="eval",
-            output_dir=out,
+def compose_cfg(overrides: list[str], data_dir: Path, out: Path, config_name: str = "eval") -> DictConfig:
+    """As conftest's make_cfg, usable from a module-scoped fixture."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name=config_name, overrides=[f"paths.data_dir={data_dir}", *overrides], return_hydra_config=True
         )
-    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = cfg.paths.log_dir = cfg.hydra.runtime.output_dir = str(out)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data_dir, tmp_path_factory) -> str:
+    """One tiny trained generator shared by the tests below (its run folder is named ``run``)."""
+    out = tmp_path_factory.mktemp("train") / "run"
+    summary = train(compose_cfg(train_overrides("cifar_pretrain", "trainer.max_epochs=1"), data_dir, out, "train"))
+    return summary["last_checkpoint"]
+
+
+@pytest.fixture(scope="module")
+def probe_file(data_dir, tmp_path_factory) -> Path:
+    images, labels = load_cifar10_split(data_dir, "train")
+    net = train_probe(images, labels, widths=(8, 16, 16), max_steps=2, batch_size=16)
+    return save_probe(tmp_path_factory.mktemp("probe") / "probe.pt", net, CIFAR10_CLASSES, {"test_accuracy": 0.1})
+
+
+@pytest.fixture
+def run_eval(data_dir, checkpoint, tmp_path):
+    def _run(*overrides: str, ckpt: str | None = None) -> tuple[dict, Path]:
+        out = tmp_path / "eval"
+        cfg = compose_cfg([f"ckpt_path={ckpt or checkpoint}", "device=cpu", *overrides], data_dir, out)
+        return evaluate(cfg), out
+
+    return _run
+
+
+def test_evaluate_writes_metrics_for_model_and_gray_baseline(run_eval):
+    report, out = run_eval("data.eval_batch_size=10")
     written = json.loads((out / "metrics.json").read_text())
     assert written == json.loads(json.dumps(report))
     assert written["num_images"] == 24  # the whole tiny test split, last partial batch included
     models = written["models"]
     assert set(models) == {"gray", "run/last"}
     for row in models.values():
-        assert set(row) >= {"psnr", "ssim", "l1_ab", "colorfulness"}
+        assert set(row) == PER_IMAGE  # no weights for FID, LPIPS or the probe here
         assert all(math.isfinite(v) for v in row.values())
-    assert models["gray"]["colorfulness"] < 1.0 < written["ground_truth"]["colorfulness"]
-    assert models["gray"]["psnr"] > 10
+    gray, truth = models["gray"], written["ground_truth"]
+    assert gray["colorfulness"] < 1.0 < truth["colorfulness"]
+    assert gray["delta_cf"] == pytest.approx(truth["colorfulness"] - gray["colorfulness"], rel=1e-4)
+    assert gray["psnr"] > 10 and 0 < gray["delta_e"] < 100
     assert (out / "samples.png").is_file()
+    assert written["timing"]["images_per_second"] > 0
+
+
+def test_missing_weights_are_skipped_with_the_reason(run_eval, data_dir):
+    report, out = run_eval()
+    skipped = report["skipped"]
+    assert set(skipped) == {"fid", "lpips", "probe"}
+    assert "eval.fid_weights" in skipped["fid"] and "weights-inception" in skipped["fid"]
+    assert "eval.lpips_weights" in skipped["lpips"] and "alexnet" in skipped["lpips"]
+    assert "python -m colorgan.probe train" in skipped["probe"] and str(data_dir) in skipped["probe"]
+    text = (out / "report.md").read_text()
+    for reason in skipped.values():
+        assert reason in text
+
+
+def test_per_class_values_average_to_the_overall_values(run_eval):
+    report, _ = run_eval("data.eval_batch_size=7")
+    per_class = report["per_class"]
+    assert per_class["classes"] == list(CIFAR10_CLASSES)
+    counts = per_class["counts"]
+    assert counts == [3, 3, 3, 3, 2, 2, 2, 2, 2, 2] and sum(counts) == report["num_images"]
+    for name, row in report["models"].items():
+        for metric, overall in row.items():
+            values = per_class["models"][name][metric]
+            weighted = sum(c * v for c, v in zip(counts, values)) / sum(counts)
+            assert weighted == pytest.approx(overall, rel=1e-5, abs=1e-6), (name, metric)
+    truth = per_class["ground_truth"]["colorfulness"]
+    assert sum(c * v for c, v in zip(counts, truth)) / 24 == pytest.approx(report["ground_truth"]["colorfulness"])
+
+
+def test_report_and_plot_are_written(run_eval):
+    report, out = run_eval()
+    text = (out / "report.md").read_text()
+    for section in ("## Results", "## Not computed", "## Per class", "## Protocol", "per_class.png", "`run/last`"):
+        assert section in text
+    assert "no resize, no crop" in text and "uint8" in text
+    assert text.count("#### ") == len(PER_IMAGE)  # one per-class table per metric
+    with Image.open(out / "per_class.png") as plot:
+        assert plot.format == "PNG" and plot.width > 300
+    assert report["files"] == {
+        "grid": str(out / "samples.png"),
+        "plot": str(out / "per_class.png"),
+        "report": str(out / "report.md"),
+    }
+
+
+def test_probe_accuracy_and_fid_probe_for_truth_gray_and_models(run_eval, probe_file, data_dir):
+    report, out = run_eval(f"eval.probe_weights={probe_file}")
+    assert "probe" not in report["skipped"]
+    accuracy = report["probe"]["accuracy"]
+    assert set(accuracy) == {"truth", "gray", "run/last"}
+    images, labels = load_cifar10_split(data_dir, "test")
+    from colorgan.probe import load_probe
+
+    net, _ = load_probe(probe_file)
+    assert accuracy["truth"] == pytest.approx((predict(net, images) == labels).float().mean().item())
+    assert report["ground_truth"]["probe_accuracy"] == accuracy["truth"]
+    for name, row in report["models"].items():
+        assert row["probe_accuracy"] == accuracy[name]
+        assert math.isfinite(row["fid_probe"]) and row["fid_probe"] >= 0
+        assert "probe_accuracy" in report["per_class"]["models"][name]
+    assert report["probe"]["trained"] == {"test_accuracy": 0.1}
+    text = (out / "report.md").read_text()
+    assert "Semantic test" in text and "not comparable to Inception FID" in text
+
+
+def test_a_probe_for_other_classes_is_not_used(run_eval, tmp_path):
+    net = train_probe(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.arange(4) % 2, widths=(8, 8, 8), max_steps=1)
+    other = save_probe(tmp_path / "other.pt", net, ("cat", "dog"), {})
+    report, _ = run_eval(f"eval.probe_weights={other}")
+    assert "not this data set's classes" in report["skipped"]["probe"]
+
+
+def test_required_metrics_stop_the_run_when_weights_are_missing(run_eval, tmp_path):
+    with pytest.raises(WeightsUnavailable, match="fid"):
+        run_eval("eval.fid=true")
+    with pytest.raises(ProbeError, match="no probe weights"):
+        run_eval("eval.probe=true", f"eval.probe_weights={tmp_path / 'none.pt'}")
+
+
+def test_photo_folders_have_no_classes_and_no_probe(run_eval, probe_file):
+    report, out = run_eval(
+        "data=folder",
+        "data.image_size=64",
+        "data.eval_batch_size=2",
+        "data.num_workers=0",
+        f"eval.probe_weights={probe_file}",
+    )
+    assert report["num_images"] == 3 and report["per_class"] is None
+    assert "no class labels" in report["skipped"]["per_class"]
+    assert "no class labels" in report["skipped"]["probe"]
+    assert not (out / "per_class.png").exists()
+    assert "centre-cropped to 64 x 64" in report["protocol"]["resize"]
+
+
+@pytest.fixture(scope="module")
+def local_weights(tmp_path_factory) -> dict[str, Path]:
+    """Random-init stand-ins, in the real files' formats, for the LPIPS backbone and FID's Inception."""
+    import torchvision
+
+    fe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    folder = tmp_path_factory.mktemp("weights")
+    alexnet = torchvision.models.alexnet(weights=None).state_dict()
+    torch.save({k: v for k, v in alexnet.items() if k.startswith("features.")}, folder / "alexnet.pth")
+    with pytest.MonkeyPatch.context() as mp:  # build the network without fetching its weights
+        mp.setattr(fe, "load_state_dict_from_url", lambda *a, **k: {})
+        mp.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+        inception = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    torch.save(inception.state_dict(), folder / "inception.pth")
+    return {"lpips": folder / "alexnet.pth", "fid": folder / "inception.pth"}
+
+
+def test_lpips_and_fid_run_from_local_weight_files(run_eval, local_weights, monkeypatch):
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    monkeypatch.setattr(NoTrainInceptionV3, "INPUT_IMAGE_SIZE", 96)  # not 299: a fraction of the CPU time
+    report, out = run_eval(
+        f"eval.lpips_weights={local_weights['lpips']}",
+        f"eval.fid_weights={local_weights['fid']}",
+        "eval.fid_features=64",  # a 2048-d covariance square root alone takes seconds
+        "limit_batches=1",
+        "data.eval_batch_size=3",
+    )
+    assert "fid" not in report["skipped"] and "lpips" not in report["skipped"]
+    assert str(local_weights["fid"]) in report["backends"]["fid"] and "64-d" in report["backends"]["fid"]
+    for row in report["models"].values():
+        assert math.isfinite(row["fid"]) and row["fid"] >= 0
+        assert math.isfinite(row["lpips"]) and row["lpips"] >= 0
+    assert "lpips" in report["per_class"]["models"]["gray"] and "fid" not in report["per_class"]["models"]["gray"]
+    assert "Inception-v3" in (out / "report.md").read_text()
+
+
+def test_an_inception_file_of_the_wrong_kind_is_reported(run_eval, local_weights):
+    report, _ = run_eval(f"eval.fid_weights={local_weights['lpips']}", "limit_batches=1")
+    assert "not torch-fidelity's FID Inception-v3" in report["skipped"]["fid"]
