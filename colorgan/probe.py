@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from colorgan.checkpoint import atomic_torch_save
 from colorgan.color import lab_normalized_to_rgb, rgb_to_lab_normalized, to_uint8
 
 log = logging.getLogger(__name__)
@@ -220,16 +221,7 @@ def save_probe(path: str | Path, net: ProbeNet, class_names: Sequence[str], info
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "info": info,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_probe(path: str | Path, device: torch.device | str = "cpu") -> tuple[ProbeNet, dict[str, Any]]:
