@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -84,3 +85,12 @@ def train_overrides(experiment: str, *extra: str) -> list[str]:
     else:
         overrides += ["model.generator.ngf=8", "data.batch_size=8", "data.val_size=16", "data.eval_batch_size=16"]
     return overrides + list(extra)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Small networks run faster on one thread; on a busy machine idle OpenMP threads cost more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

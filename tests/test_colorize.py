@@ -7,7 +7,6 @@ import itertools
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -39,6 +38,8 @@ from colorgan.training import train
 from tests.conftest import ROOT, smooth_images, train_overrides
 
 TINY_UNET = {"name": "unet", "image_size": 32, "ngf": 8}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lightness(image: Image.Image) -> np.ndarray:
@@ -92,15 +93,6 @@ def save_checkpoint(generator_cfg: dict, path: Path) -> Path:
     module = ColorizationModule(generator=generator_cfg, lambda_gan=0.0)
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
     return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """These small networks run faster on one thread; on a busy machine idle OpenMP threads cost more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +24,7 @@ GENERATORS = {
 }
 SIZES = [(2, 1, 45, 70), (3, 1, 32, 64), (1, 1, 1, 1)]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """These small networks run faster on one thread; on a busy machine idle OpenMP threads cost more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def save_checkpoint(generator_cfg: dict, path: Path) -> Path:
