@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from colorgan.checkpoint import CheckpointError, load_generator
 from colorgan.color import L_SCALE, lab_normalized_to_rgb, rgb_to_lab_normalized, to_uint8
-from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, find_images, load_image
+from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, find_images, load_image, split_alpha
 
 MODES = ("full", "tiles")
 OUTPUT_SUFFIX = ".png"
@@ -85,28 +85,6 @@ def _batched(items: Sequence, n: int) -> Iterator[Sequence]:
 
 def _strip_rows(width: int) -> int:
     return max(1, STRIP_PIXELS // max(1, width))
-
-
-def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
-    """An in-memory image of any mode -> (8-bit RGB, alpha or None); files go through ``load_image``.
-
-    16-bit and 32-bit gray is rescaled from its full range (65535, or 1.0 for float), not clipped.
-    """
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        return rgba.convert("RGB"), rgba.getchannel("A")
-    if image.mode.startswith("I") or image.mode == "F":
-        arr = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        peak = arr.max(initial=0.0)
-        if image.mode.startswith("I;16") or peak > 255:
-            scale = 65535.0
-        elif image.mode == "F" and peak <= 1:
-            scale = 1.0
-        else:
-            scale = 255.0
-        gray = np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB"), None
-    return (image if image.mode == "RGB" else image.convert("RGB")), None
 
 
 def _rgb_tensor(rgb: Image.Image) -> torch.Tensor:

@@ -145,6 +145,12 @@ def load_image(path: str | Path, max_side: int | None = None) -> tuple[Image.Ima
         img = img.transpose(_TRANSPOSE_FOR_ORIENTATION[orientation])
     if max_side is not None and max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return split_alpha(img)
+
+
+def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Any in-memory PIL image -> (8-bit RGB, alpha or None); 16-bit and float data rescaled, not clipped."""
+    img = _to_8bit(image)
     alpha = img.getchannel("A") if img.mode == "RGBA" else None
     return (img if img.mode == "RGB" else img.convert("RGB")), alpha
 
