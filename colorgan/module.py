@@ -28,19 +28,20 @@ class NonFiniteLossError(RuntimeError):
 
 
 class LinearDecay:
-    """pix2pix's schedule: constant lr until ``decay_start``, then linear decay towards zero.
+    """pix2pix's schedule, counted in batches: constant lr until ``decay_start``, then linear decay.
 
-    The factor is 1 at ``decay_start`` and ``1 / (total - decay_start)`` in the last epoch, so a
-    one-epoch run trains at the full rate.
+    pix2pix steps it per epoch; stepping it per batch gives the same curve for long runs and a
+    real decay for short ones (a one-epoch run anneals over its second half instead of ending at
+    the full rate). The factor is ``1 / (total - decay_start)`` on the last batch.
     """
 
-    def __init__(self, decay_start: int, total_epochs: int) -> None:
-        self.decay_start, self.total_epochs = decay_start, total_epochs
+    def __init__(self, decay_start: int, total: int) -> None:
+        self.decay_start, self.total = decay_start, total
 
-    def __call__(self, epoch: int) -> float:
-        if self.total_epochs <= 0 or self.decay_start >= self.total_epochs:
+    def __call__(self, step: int) -> float:
+        if self.total <= 0 or self.decay_start >= self.total:
             return 1.0
-        return 1.0 - max(0, epoch - self.decay_start) / float(self.total_epochs - self.decay_start)
+        return max(0.0, 1.0 - max(0, step - self.decay_start) / float(self.total - self.decay_start))
 
 
 class ColorizationModule(LightningModule):
@@ -108,15 +109,29 @@ class ColorizationModule(LightningModule):
         if self.discriminator is not None:
             lr_d = self.hparams.lr_d or self.hparams.lr
             optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=betas))
-        total = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 0
+        total, per_epoch = self._planned_batches(len(optimizers))
         start = self.hparams.lr_decay_start_epoch
-        rule = LinearDecay(total // 2 if start is None else start, total)
+        rule = LinearDecay(total // 2 if start is None else round(start * per_epoch), total)
         names = ["lr/generator", "lr/discriminator"]
         schedulers = [
             {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, rule), "name": name}
             for opt, name in zip(optimizers, names)
         ]
         return optimizers, schedulers
+
+    def _planned_batches(self, optimizers_per_batch: int) -> tuple[int, float]:
+        """Training batches the run will see in all, and per epoch; (0, 0) when open-ended.
+
+        ``max_steps`` counts optimizer steps, and the GAN stage takes two per batch.
+        """
+        trainer = self.trainer
+        total = trainer.estimated_stepping_batches
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            total = min(total, trainer.max_steps // optimizers_per_batch)
+        if not np.isfinite(total) or total <= 0:
+            return 0, 0.0
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        return int(total), total / epochs
 
     # --------------------------------------------------------------- training
     def _optimizer_step(self, optimizer: Any, loss: torch.Tensor) -> bool:
@@ -181,11 +196,12 @@ class ColorizationModule(LightningModule):
                 self._count_bad_step("generator", g_loss)
         if all_good:
             self.bad_steps_in_a_row = 0
+        self._step_schedulers()
         logs.update({"train/g_loss": g_loss, "train/g_l1": g_l1, "train/g_gan": g_gan})
         self.log_dict({k: v.detach() for k, v in logs.items()}, on_step=True, on_epoch=True, batch_size=len(L))
         self.log("train/bad_steps", float(self.bad_steps_in_a_row), on_step=True, on_epoch=False, batch_size=len(L))
 
-    def on_train_epoch_end(self) -> None:
+    def _step_schedulers(self) -> None:
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()

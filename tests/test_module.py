@@ -79,9 +79,38 @@ def test_gan_losses_point_the_right_way():
 
 
 def test_linear_decay_matches_pix2pix():
-    rule = LinearDecay(decay_start=5, total_epochs=10)
+    rule = LinearDecay(decay_start=5, total=10)
     factors = [rule(e) for e in range(10)]
     assert factors[:6] == [1.0] * 6
     assert all(a > b for a, b in pairwise(factors[5:]))
     assert factors[-1] == pytest.approx(0.2)
-    assert LinearDecay(decay_start=0, total_epochs=1)(0) == 1.0  # one epoch trains at the full rate
+    assert LinearDecay(decay_start=0, total=0)(7) == 1.0  # open-ended runs keep the full rate
+
+
+class LearningRates(Callback):
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, ...]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.append(tuple(opt.param_groups[0]["lr"] for opt in trainer.optimizers))
+
+
+@pytest.mark.parametrize("experiment", ["cifar_pretrain", "cifar_gan"])
+def test_one_epoch_run_decays_lr_per_batch_over_its_second_half(make_cfg, experiment):
+    cfg = make_cfg(
+        train_overrides(
+            experiment,
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=4",
+            "trainer.limit_val_batches=0",
+            "callbacks=none",
+        )
+    )
+    datamodule, model, trainer = build(cfg)
+    rates = LearningRates()
+    trainer.callbacks.append(rates)
+    trainer.fit(model, datamodule=datamodule)
+    base = cfg.model.lr
+    expected = [base, base, base, base / 2]  # decay from batch 2 of 4: 1, 1, 1, 1/2
+    for per_optimizer in zip(*rates.seen):
+        assert per_optimizer == pytest.approx(expected)
