@@ -12,10 +12,12 @@ from colorgan.models import (
     PretrainedWeightsUnavailable,
     ResNet18UNet,
     UNetGenerator,
+    build_discriminator,
     build_generator,
     patchgan_receptive_field,
     resnet_unet,
 )
+from colorgan.models.layers import cat_channels
 
 
 @pytest.mark.parametrize("size,depth", [(32, 5), (256, 8)])
@@ -101,3 +103,37 @@ def test_pretrained_offline_fails_with_the_fix(monkeypatch, tmp_path: Path):
 def test_unknown_generator_name_lists_the_choices():
     with pytest.raises(ValueError, match="resnet18_unet"):
         build_generator({"name": "unet3d"})
+
+
+def test_channels_last_cat_matches_torch_cat_and_keeps_grads_dense():
+    a = torch.randn(2, 3, 5, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    b = torch.randn(2, 5, 5, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = cat_channels([a, b])
+    assert torch.equal(out, torch.cat([a, b], dim=1)) and out.is_contiguous(memory_format=torch.channels_last)
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    assert torch.equal(a.grad, weights[:, :3]) and torch.equal(b.grad, weights[:, 3:])
+    assert a.grad.is_contiguous(memory_format=torch.channels_last)
+    assert b.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("name", ["unet", "resnet18_unet"])
+def test_channels_last_generator_and_discriminator_match_nchw(name):
+    torch.manual_seed(0)
+    G = build_generator({"name": name, "image_size": 32, "dropout": 0.0}).double()
+    D = build_discriminator({"name": "patchgan"}).double()
+    L, ab = torch.randn(2, 1, 32, 32, dtype=torch.float64), torch.randn(2, 2, 32, 32, dtype=torch.float64)
+
+    def loss_and_grads(memory_format):
+        for net in (G, D):
+            net.to(memory_format=memory_format).zero_grad()
+        fake = G(L.contiguous(memory_format=memory_format))
+        loss = D(L.contiguous(memory_format=memory_format), fake).mean() + (fake - ab).abs().mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in [*G.parameters(), *D.parameters()]]
+
+    loss_nchw, grads_nchw = loss_and_grads(torch.contiguous_format)
+    loss_cl, grads_cl = loss_and_grads(torch.channels_last)
+    torch.testing.assert_close(loss_cl, loss_nchw)
+    for g_cl, g_nchw in zip(grads_cl, grads_nchw, strict=True):
+        torch.testing.assert_close(g_cl, g_nchw)

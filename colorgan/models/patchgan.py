@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from colorgan.models.layers import init_pix2pix_weights, norm_layer
+from colorgan.models.layers import cat_channels, init_pix2pix_weights, norm_layer
 
 
 def patchgan_receptive_field(n_layers: int) -> int:
@@ -48,4 +48,4 @@ class PatchDiscriminator(nn.Module):
         init_pix2pix_weights(self)
 
     def forward(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        return self.model(torch.cat([L, ab], dim=1))
+        return self.model(cat_channels([L, ab]))

@@ -9,7 +9,14 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from colorgan.models.layers import append_noise, crop_center, init_pix2pix_weights, norm_layer, pad_to_multiple
+from colorgan.models.layers import (
+    append_noise,
+    cat_channels,
+    crop_center,
+    init_pix2pix_weights,
+    norm_layer,
+    pad_to_multiple,
+)
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -55,7 +62,7 @@ class UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.body(torch.cat([x, skip], dim=1))
+        return self.body(cat_channels([x, skip]))
 
 
 class ResNet18UNet(nn.Module):

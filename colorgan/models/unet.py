@@ -7,6 +7,7 @@ from torch import nn
 
 from colorgan.models.layers import (
     append_noise,
+    cat_channels,
     crop_center,
     init_pix2pix_weights,
     norm_layer,
@@ -93,5 +94,5 @@ class UNetGenerator(nn.Module):
             skips.append(x)
         x = self.decoders[-1](skips[-1])
         for i in range(self.depth - 2, -1, -1):
-            x = self.decoders[i](torch.cat([x, skips[i]], dim=1))
+            x = self.decoders[i](cat_channels([x, skips[i]]))
         return crop_center(x, size)
