@@ -260,6 +260,7 @@ STEP_VARIANTS: dict[str, dict[str, Any]] = {
     "bf16-mixed": {"precision": "bf16-mixed"},
     "bf16-mixed+channels_last": {"precision": "bf16-mixed", "channels_last": True},
     "compile": {"precision": "32-true", "compile": True},
+    "compile+channels_last": {"precision": "32-true", "compile": True, "channels_last": True},
 }
 
 

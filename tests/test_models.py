@@ -108,7 +108,7 @@ def test_unknown_generator_name_lists_the_choices():
 def test_channels_last_cat_matches_torch_cat_and_keeps_grads_dense():
     a = torch.randn(2, 3, 5, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
     b = torch.randn(2, 5, 5, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
-    out = cat_channels([a, b])
+    out = cat_channels(a, b)
     assert torch.equal(out, torch.cat([a, b], dim=1)) and out.is_contiguous(memory_format=torch.channels_last)
     weights = torch.randn_like(out)
     (out * weights).sum().backward()

@@ -48,4 +48,4 @@ class PatchDiscriminator(nn.Module):
         init_pix2pix_weights(self)
 
     def forward(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        return self.model(cat_channels([L, ab]))
+        return self.model(cat_channels(L, ab))

@@ -62,7 +62,7 @@ class UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.body(cat_channels([x, skip]))
+        return self.body(cat_channels(x, skip))
 
 
 class ResNet18UNet(nn.Module):

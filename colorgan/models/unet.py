@@ -94,5 +94,5 @@ class UNetGenerator(nn.Module):
             skips.append(x)
         x = self.decoders[-1](skips[-1])
         for i in range(self.depth - 2, -1, -1):
-            x = self.decoders[i](cat_channels([x, skips[i]]))
+            x = self.decoders[i](cat_channels(x, skips[i]))
         return crop_center(x, size)
