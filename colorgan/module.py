@@ -105,10 +105,19 @@ class ColorizationModule(LightningModule):
 
     def configure_optimizers(self) -> Any:
         betas = tuple(self.hparams.betas)
-        optimizers = [torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas)]
+
+        def adam(net: torch.nn.Module, lr: float) -> torch.optim.Adam:
+            # the fused kernel is one pass over the weights: 5x faster than foreach on CPU (0.03 vs
+            # 0.17 s for the 54M-parameter U-Net 256), a few % of a CIFAR step. Lightning's mixed
+            # precision cannot clip the gradients of a fused optimizer, so clipping keeps foreach.
+            fused = not self.hparams.gradient_clip_val and all(
+                p.device.type in ("cpu", "cuda") for p in net.parameters()
+            )
+            return torch.optim.Adam(net.parameters(), lr=lr, betas=betas, fused=fused or None)
+
+        optimizers = [adam(self.generator, self.hparams.lr)]
         if self.discriminator is not None:
-            lr_d = self.hparams.lr_d or self.hparams.lr
-            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=betas))
+            optimizers.append(adam(self.discriminator, self.hparams.lr_d or self.hparams.lr))
         total, per_epoch = self._planned_batches(len(optimizers))
         start = self.hparams.lr_decay_start_epoch
         rule = LinearDecay(total // 2 if start is None else round(start * per_epoch), total)

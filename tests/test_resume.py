@@ -48,7 +48,7 @@ class Probe(Callback):
             {k: v.clone() if torch.is_tensor(v) else v for k, v in next(iter(opt.state.values()), {}).items()}
             for opt in trainer.optimizers
         ]
-        self.scheduler_epochs = [config.scheduler.last_epoch for config in trainer.lr_scheduler_configs]
+        self.scheduler_steps = [config.scheduler.last_epoch for config in trainer.lr_scheduler_configs]
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, batch_idx: int) -> None:
         if self.first_batch_idx is None:
@@ -105,14 +105,14 @@ def test_sigkilled_run_resumes_mid_epoch_with_ckpt_path_last(data_dir, make_cfg,
         assert int(restored["step"]) == 2
         assert torch.equal(restored["exp_avg"], saved["state"][0]["exp_avg"])
         assert torch.equal(restored["exp_avg_sq"], saved["state"][0]["exp_avg_sq"])
-    assert probe.scheduler_epochs == [0, 0]
+    assert probe.scheduler_steps == [2, 2]  # the schedules step per batch: 2 batches were done
     assert probe.first_batch_idx == 2  # the epoch goes on where the checkpoint left it
     # ... and the run ends exactly where an uninterrupted one would: 2 epochs of 6 batches
     assert len(probe.losses) == BATCHES_PER_EPOCH - 2 + BATCHES_PER_EPOCH
     assert trainer.current_epoch == 2 and trainer.global_step == 2 * 2 * BATCHES_PER_EPOCH
     steps = [int(next(iter(opt.state.values()))["step"]) for opt in trainer.optimizers]
     assert steps == [2 * BATCHES_PER_EPOCH] * 2
-    assert all(config.scheduler.last_epoch == 2 for config in trainer.lr_scheduler_configs)
+    assert all(config.scheduler.last_epoch == 2 * BATCHES_PER_EPOCH for config in trainer.lr_scheduler_configs)
     final = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert (final["epoch"], final["global_step"]) == (1, 2 * 2 * BATCHES_PER_EPOCH)
 

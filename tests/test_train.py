@@ -77,5 +77,5 @@ def test_resume_restores_both_optimizers_and_schedulers(make_cfg, tmp_path):
     for opt in (opt_g, opt_d):
         assert next(iter(opt.state.values()))["step"].item() == 2 * steps_per_epoch
     assert len(trainer.lr_scheduler_configs) == 2
-    assert all(cfg.scheduler.last_epoch == 2 for cfg in trainer.lr_scheduler_configs)
+    assert all(cfg.scheduler.last_epoch == 2 * steps_per_epoch for cfg in trainer.lr_scheduler_configs)
     assert trainer.current_epoch == 2
