@@ -15,6 +15,8 @@ def test_quick_benchmark_writes_results(data_dir, tmp_path):
     assert set(bench.PARTS) <= set(results)
     assert results["hardware"]["torch"] and results["hardware"]["date"]
     assert all(v > 0 for v in results["limit"].values())
+    before, after = results["limit_measurements"]
+    assert results["limit"] == {k: max(before[k], after[k]) for k in before}
 
     lab = results["lab"]
     assert {r["size"] for r in lab} == {32, 64}
@@ -29,6 +31,12 @@ def test_quick_benchmark_writes_results(data_dir, tmp_path):
     assert [r["variant"] for r in step] == ["fp32", "channels_last"]
     assert step[0]["ratio_vs_fp32"] == 1.0 and step[0]["gflop_per_image"] > 0
     assert step[0]["fraction_of_fp32_conv_peak"] > 0
+    assert math.isclose(
+        step[0]["fraction_of_fp32_conv_peak"],
+        step[0]["achieved_gflops"] / results["limit"]["conv3x3_fp32_gflops"],
+        rel_tol=1e-6,
+    )
+    assert all(r["timed_steps"] == 2 * 3 for r in step)  # 2 rounds (quick) x 3 steps at 32 x 32
 
     assert {r["data"] for r in results["data"]} >= {"cifar10 on_device=true (default)", "folder, 0 workers"}
     assert all(r["images_per_s"] > 0 for r in results["data"])
