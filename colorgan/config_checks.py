@@ -113,8 +113,8 @@ def check_config(cfg: DictConfig) -> None:
         "the D/G loop clips itself; set model.gradient_clip_val instead",
     )
     _require(
-        precision in {"32-true", "32", "16-mixed", "bf16-mixed", "64-true"},
+        precision in {"auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true"},
         "trainer.precision",
         precision,
-        "use 32-true, 16-mixed or bf16-mixed",
+        "use auto, 32-true, 16-mixed or bf16-mixed",
     )

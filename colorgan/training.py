@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from colorgan.checkpoint import AtomicCheckpointIO, check_resume_checkpoint
 from colorgan.config_checks import check_config
 from colorgan.module import ColorizationModule
+from colorgan.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,11 @@ def build(cfg: DictConfig) -> tuple[LightningDataModule, ColorizationModule, Tra
     callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     trainer: Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer,
+        precision=resolve_precision(cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator", "auto")),
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
     )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

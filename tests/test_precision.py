@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.precision import MixedPrecision
 
+from colorgan import precision
 from colorgan.color import lab_normalized_to_rgb, rgb_to_lab_normalized
 from colorgan.training import build
 from tests.conftest import train_overrides
@@ -104,3 +105,22 @@ def test_16_mixed_clips_unscaled_gradients(make_cfg, tmp_path):
     for (ref_before, _), (before, after) in zip(reference, scaled):
         assert before == pytest.approx(ref_before, rel=0.2)  # true gradients, not `scale` times larger
         assert after <= clip * 1.01  # and the clip holds for the gradients the optimizer steps with
+
+
+def test_cpu_bf16_detection_reads_the_cpu_flags(tmp_path):
+    with_bf16, without, missing = tmp_path / "a", tmp_path / "b", tmp_path / "nope"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512vl\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512vl\n")
+    assert precision.cpu_has_native_bf16(with_bf16)
+    assert not precision.cpu_has_native_bf16(without)
+    assert not precision.cpu_has_native_bf16(missing)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_mixed_only_where_the_cpu_has_bf16(monkeypatch, make_cfg, native):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    expected = "bf16-mixed" if native else "32-true"
+    assert precision.resolve_precision("auto", "cpu") == expected
+    assert precision.resolve_precision("32-true", "cpu") == "32-true"  # an explicit choice is kept
+    _, _, trainer = build(make_cfg(train_overrides("cifar_pretrain", "trainer.precision=auto", *FEW_STEPS)))
+    assert trainer.precision_plugin.precision == expected
