@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, Trainer
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -34,6 +35,7 @@ from colorgan.data.datamodule import ColorizationDataModule, DeviceBatches
 from colorgan.data.datasets import FolderDataset, TensorImageDataset
 from colorgan.data.images import find_images
 from colorgan.module import ColorizationModule
+from colorgan.precision import resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("limit", "lab", "step", "data", "epoch", "infer")
@@ -392,6 +394,11 @@ def load_cifar_or_synthetic(data_dir: Path | None, quick: bool) -> tuple[torch.T
     return smooth_uint8_images(512 if quick else 50000, 32, torch.device("cpu")), "synthetic 32 x 32"
 
 
+def fastest_step(step_rows: list[dict[str, Any]], model: str) -> float | None:
+    """The most demanding consumer: the fastest measured step variant of that model."""
+    return max((r["images_per_s"] for r in step_rows if r["model"] == model), default=None)
+
+
 def part_data(
     device: torch.device, quick: bool, data_dir: Path | None, workers: int, step_rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -402,9 +409,7 @@ def part_data(
     labels = torch.zeros(len(cifar), dtype=torch.long)
     on_device = DeviceBatches(cifar.to(device), labels.to(device), batch, shuffle=True, flip=True, drop_last=True)
     loader = DataLoader(TensorImageDataset(cifar, labels, flip=True), batch_size=batch, shuffle=True, drop_last=True)
-    step_rate = next(
-        (r["images_per_s"] for r in step_rows if r["model"] == "cifar_unet32" and r["variant"] == "fp32"), None
-    )
+    step_rate = fastest_step(step_rows, "cifar_unet32")
     for name, it in (("cifar10 on_device=true (default)", on_device), ("cifar10 DataLoader, per-item", loader)):
         rate = delivery_rate(it, device, batches)
         rows.append(
@@ -429,7 +434,7 @@ def part_data(
             Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder_root / f"{i}.jpg", quality=90)
     files = find_images(folder_root)
     size = 64 if quick else 256
-    step_rate = next((r["images_per_s"] for r in step_rows if r["model"] == "unet256" and r["variant"] == "fp32"), None)
+    step_rate = fastest_step(step_rows, "unet256")
     fbatch = 4 if quick else 16
     fbatches = 3 if quick else max(4, min(20, len(files) // fbatch - 1))
     for n_workers in sorted({0, workers}):
@@ -454,11 +459,23 @@ def part_data(
 
 
 # ------------------------------------------------------------------------------ epoch
+def default_step_variant(device: torch.device) -> str:
+    """The step variant ``train.py`` runs with the shipped defaults (precision auto, model.channels_last)."""
+    precision = resolve_precision("auto", "cpu" if device.type == "cpu" else "gpu")
+    channels_last = bool(OmegaConf.load(ROOT / "conf" / "model" / "pix2pix.yaml").channels_last)
+    name = "fp32" if precision == "32-true" else precision
+    if channels_last:
+        name = "channels_last" if name == "fp32" else f"{name}+channels_last"
+    return name
+
+
 def part_epoch(
     device: torch.device, quick: bool, data_dir: Path | None, fraction: float, step_rows: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """A real ``train.py`` epoch (GAN stage, CIFAR-10) against the step-only time for the same batches."""
+    """A real ``train.py`` epoch (GAN stage, CIFAR-10, default precision and memory format) against the
+    step-only time of the same variant for the same batches."""
     batch = 128
+    variant = default_step_variant(device)
     with tempfile.TemporaryDirectory() as out:
         overrides = [
             "experiment=cifar_gan",
@@ -491,10 +508,11 @@ def part_epoch(
     epoch_s = summary["last_train_epoch_s"]
     images = summary["train_images_per_sec"]
     n_batches = round(45000 * fraction / batch) if not quick else None
-    step = next((r for r in step_rows if r["model"] == "cifar_unet32" and r["variant"] == "fp32"), None)
+    step = next((r for r in step_rows if r["model"] == "cifar_unet32" and r["variant"] == variant), None)
     step_only_s = n_batches * batch / step["images_per_s"] if (step and n_batches and not quick) else None
     return {
         "experiment": "cifar_gan",
+        "variant": variant,
         "fraction_of_epoch": fraction,
         "batch": batch,
         "batches": n_batches,
