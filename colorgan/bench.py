@@ -34,6 +34,7 @@ from colorgan.color import rgb_to_lab_normalized
 from colorgan.data.datamodule import ColorizationDataModule, DeviceBatches
 from colorgan.data.datasets import FolderDataset, TensorImageDataset
 from colorgan.data.images import find_images
+from colorgan.memory import keep_freed_memory
 from colorgan.module import ColorizationModule
 from colorgan.precision import resolve_precision
 
@@ -631,6 +632,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data-dir", default=os.environ.get("COLORGAN_DATA_DIR", str(ROOT / "data")))
     parser.add_argument("--out", default=str(ROOT / "bench"))
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as train.py does
 
     device = torch.device(
         "cuda"

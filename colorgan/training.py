@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from colorgan.checkpoint import AtomicCheckpointIO, check_resume_checkpoint
 from colorgan.config_checks import check_config
+from colorgan.memory import keep_freed_memory
 from colorgan.module import ColorizationModule
 from colorgan.precision import resolve_precision
 
@@ -85,6 +86,7 @@ def _write_summary(trainer: Trainer, output_dir: Path, seconds: float) -> dict[s
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the model described by ``cfg`` and return the run summary (metrics, checkpoints, speed)."""
+    keep_freed_memory()
     datamodule, model, trainer = build(cfg)
     if cfg.get("ckpt_path"):
         check_resume_checkpoint(cfg.ckpt_path, model)  # before any data is read or a step is taken
