@@ -36,21 +36,26 @@ class StepRecorder(Callback):
         self.snapshots.append(("end", params(pl_module.generator), params(pl_module.discriminator)))
 
 
-def fit_one_batch(make_cfg, experiment: str) -> tuple[ColorizationModule, StepRecorder]:
+def fit_batches(make_cfg, experiment: str, watcher: Callback, batches: int = 1) -> ColorizationModule:
+    """One epoch of ``batches`` training batches on the tiny data, no validation, ``watcher`` attached."""
     cfg = make_cfg(
         train_overrides(
             experiment,
             "trainer.max_epochs=1",
-            "trainer.limit_train_batches=1",
+            f"trainer.limit_train_batches={batches}",
             "trainer.limit_val_batches=0",
             "callbacks=none",
         )
     )
     datamodule, model, trainer = build(cfg)
-    recorder = StepRecorder()
-    trainer.callbacks.append(recorder)
+    trainer.callbacks.append(watcher)
     trainer.fit(model, datamodule=datamodule)
-    return model, recorder
+    return model
+
+
+def fit_one_batch(make_cfg, experiment: str) -> tuple[ColorizationModule, StepRecorder]:
+    recorder = StepRecorder()
+    return fit_batches(make_cfg, experiment, recorder), recorder
 
 
 def test_d_step_moves_only_d_and_g_step_only_g(make_cfg):
@@ -97,20 +102,9 @@ class LearningRates(Callback):
 
 @pytest.mark.parametrize("experiment", ["cifar_pretrain", "cifar_gan"])
 def test_one_epoch_run_decays_lr_per_batch_over_its_second_half(make_cfg, experiment):
-    cfg = make_cfg(
-        train_overrides(
-            experiment,
-            "trainer.max_epochs=1",
-            "trainer.limit_train_batches=4",
-            "trainer.limit_val_batches=0",
-            "callbacks=none",
-        )
-    )
-    datamodule, model, trainer = build(cfg)
     rates = LearningRates()
-    trainer.callbacks.append(rates)
-    trainer.fit(model, datamodule=datamodule)
-    base = cfg.model.lr
+    model = fit_batches(make_cfg, experiment, rates, batches=4)
+    base = model.hparams.lr
     expected = [base, base, base, base / 2]  # decay from batch 2 of 4: 1, 1, 1, 1/2
     for per_optimizer in zip(*rates.seen):
         assert per_optimizer == pytest.approx(expected)
