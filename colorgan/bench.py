@@ -36,7 +36,7 @@ from colorgan.data.datasets import FolderDataset, TensorImageDataset
 from colorgan.data.images import find_images
 from colorgan.memory import keep_freed_memory
 from colorgan.module import ColorizationModule
-from colorgan.precision import resolve_precision
+from colorgan.precision import BF16_MIN_SPEEDUP, CANDIDATES, choose_precision, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("limit", "lab", "step", "data", "epoch", "infer")
@@ -461,11 +461,65 @@ def part_data(
     return rows
 
 
+# -------------------------------------------------------------------------- precision
+def default_channels_last() -> bool:
+    return bool(OmegaConf.load(ROOT / "conf" / "model" / "pix2pix.yaml").get("channels_last", False))
+
+
+def part_default_precision(device: torch.device, **cpu_kwargs: Any) -> dict[str, Any]:
+    """What ``trainer.precision=auto`` chooses here and the figures why, measured afresh (which also
+    refreshes the cache ``train.py`` reads)."""
+    accelerator = "cpu" if device.type == "cpu" else "gpu"
+    kwargs = {"remeasure": True, **cpu_kwargs} if accelerator == "cpu" else {}
+    choice = choose_precision(accelerator, channels_last=default_channels_last(), **kwargs)
+    return choice.as_dict()
+
+
+def default_precision_rows(choice: dict[str, Any], step_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The micro-benchmark's figures per candidate and, where the step part timed both precisions in
+    the model's memory format, whether the real D + G steps agree with the choice."""
+    seconds = choice.get("seconds") or {}
+    rows: list[dict[str, Any]] = []
+    for name, _, channels_last in CANDIDATES:
+        if name in seconds:
+            fp32 = seconds.get("channels_last" if channels_last else "fp32")
+            rows.append(
+                {
+                    "timed": "micro-benchmark (auto's measurement)",
+                    "variant": name,
+                    "ms_per_pass": seconds[name] * 1e3,
+                    "speed_vs_fp32_same_format": fp32 / seconds[name] if fp32 else None,
+                }
+            )
+    channels_last = default_channels_last()
+    fp32_name, bf16_name = ("channels_last", "bf16-mixed+channels_last") if channels_last else ("fp32", "bf16-mixed")
+    for model in dict.fromkeys(r["model"] for r in step_rows):
+        rates = {r["variant"]: r.get("images_per_s") for r in step_rows if r["model"] == model}
+        if rates.get(fp32_name) and rates.get(bf16_name):
+            rows.append(
+                {
+                    "timed": f"D + G step, {model} (images/s)",
+                    "variant": bf16_name,
+                    "ms_per_pass": None,
+                    "speed_vs_fp32_same_format": rates[bf16_name] / rates[fp32_name],
+                }
+            )
+    return rows
+
+
+def default_precision_text(choice: dict[str, Any]) -> str:
+    source = {
+        "measured": f"measured in this run, {choice.get('measured_at')}",
+        "cache": f"cached from {choice.get('measured_at')}",
+    }.get(choice["source"], choice["source"])
+    return f"`trainer.precision=auto` -> **{choice['precision']}**: {choice['reason']} ({source})."
+
+
 # ------------------------------------------------------------------------------ epoch
 def default_step_variant(device: torch.device) -> str:
     """The step variant ``train.py`` runs with the shipped defaults (precision auto, model.channels_last)."""
-    precision = resolve_precision("auto", "cpu" if device.type == "cpu" else "gpu")
-    channels_last = bool(OmegaConf.load(ROOT / "conf" / "model" / "pix2pix.yaml").channels_last)
+    channels_last = default_channels_last()
+    precision = resolve_precision("auto", "cpu" if device.type == "cpu" else "gpu", channels_last=channels_last)
     name = "fp32" if precision == "32-true" else precision
     if channels_last:
         name = "channels_last" if name == "fp32" else f"{name}+channels_last"
@@ -612,6 +666,23 @@ def write_report(results: dict[str, Any], out_dir: Path) -> None:
         ("Whole epoch through train.py", [results["epoch"]] if results.get("epoch") else []),
         ("Colorizing a photo", results.get("infer", [])),
     ]
+    if results.get("default_precision"):
+        choice = results["default_precision"]
+        md += [
+            "## Default precision (`trainer.precision=auto`, chosen by a short measurement on this machine)",
+            "",
+            default_precision_text(choice),
+            "",
+        ]
+        if choice.get("seconds"):
+            md += [
+                "The micro-benchmark is the best of 3 interleaved forward + backward passes of a small stack of "
+                "the U-Net's middle layers; bf16-mixed is chosen when it is at least "
+                f"{BF16_MIN_SPEEDUP:.2f}x as fast as fp32 in the model's memory format.",
+                "",
+            ]
+        rows = default_precision_rows(choice, results.get("step", []))
+        md += [markdown_table(rows)] if rows else []
     for title, rows in sections:
         if rows:
             md += [f"## {title}", "", markdown_table(rows)]
@@ -650,6 +721,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "hardware": hardware(device),
         "command": "python -m colorgan.bench " + " ".join(argv or sys.argv[1:]),
+        "default_precision": part_default_precision(device),  # about a second on a CPU
     }
     if "limit" in parts:
         results["limit"] = part_limit(device, args.quick, repeats)

@@ -49,7 +49,11 @@ def build(cfg: DictConfig) -> tuple[LightningDataModule, ColorizationModule, Tra
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     trainer: Trainer = hydra.utils.instantiate(
         cfg.trainer,
-        precision=resolve_precision(cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator", "auto")),
+        precision=resolve_precision(
+            cfg.trainer.get("precision", "32-true"),
+            cfg.trainer.get("accelerator", "auto"),
+            channels_last=cfg.model.get("channels_last"),  # auto compares precisions in the model's memory format
+        ),
         callbacks=callbacks,
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],

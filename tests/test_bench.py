@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import torch
+
 from colorgan import bench
 
 
@@ -46,3 +48,27 @@ def test_quick_benchmark_writes_results(data_dir, tmp_path):
     report = (out / "RESULTS.md").read_text()
     for heading in ("Device limit", "Lab conversion", "Training step", "Data delivery", "Whole epoch", "Colorizing"):
         assert heading in report
+
+
+def test_bench_reports_which_default_precision_auto_chose_and_why(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Test Xeon\nflags\t\t: avx512f avx512_bf16\n")
+
+    def xeon_like(names):  # bf16 slower than fp32, as measured on an Intel Xeon without AMX
+        return {n: 0.050 if n.startswith("bf16") else 0.030 for n in names}
+
+    choice = bench.part_default_precision(
+        torch.device("cpu"), timer=xeon_like, cpuinfo=cpuinfo, cache=tmp_path / "precision.json"
+    )
+    assert choice["precision"] == "32-true" and choice["source"] == "measured"
+    step = [  # the step part, where it timed both precisions, is set beside the micro-benchmark
+        {"model": "unet256", "variant": "channels_last", "images_per_s": 2.6},
+        {"model": "unet256", "variant": "bf16-mixed+channels_last", "images_per_s": 1.8},
+    ]
+    hardware = {"date": "today", "cpu": "Test Xeon", "cpu_threads": 2, "torch": "x", "lightning": "y"}
+    bench.write_report({"hardware": hardware, "command": "test", "default_precision": choice, "step": step}, tmp_path)
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "## Default precision" in report and "`trainer.precision=auto` -> **32-true**" in report
+    assert "50.0 ms vs channels_last 30.0 ms" in report  # the figures why
+    assert "D + G step, unet256" in report and "| 0.692 |" in report  # 1.8 / 2.6: the steps agree
+    assert json.loads((tmp_path / "results.json").read_text())["default_precision"]["precision"] == "32-true"

@@ -39,11 +39,12 @@ def photos(root: Path, *extra: str) -> list[str]:
 
 @pytest.fixture
 def messy_photos(tmp_path: Path) -> Path:
-    """train/ and val/ each holding two good photos and every broken kind of file (test_images has the rest)."""
+    """train/, val/ and test/ each holding good photos and every broken kind of file (test_images has the rest)."""
     root = tmp_path / "photos"
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         write_unreadable(root / split)
-        for name in ("good_a.jpg", "good_b.png"):  # 8 files: every one starts a batch of 2 (drop_last drops none)
+        good = ("good_a.jpg", "good_b.png") + (("good_c.png",) if split == "test" else ())
+        for name in good:  # train/, val/: 8 files, every one starts a batch of 2 (drop_last drops none)
             Image.fromarray(gradient()).save(root / split / name)
     return root
 
@@ -91,9 +92,12 @@ def test_evaluate_on_messy_folder_scores_each_readable_image_once(make_cfg, mess
     overrides = [f"ckpt_path={ckpt}", "device=cpu", "data=folder", f"data.root={messy_photos}", "data.image_size=32"]
     overrides += ["data.num_workers=0", "eval.fid=false", "eval.lpips=false", "eval.probe=false"]
     report = evaluate(make_cfg(overrides, config_name="eval", output_dir=tmp_path / "eval"))
-    n_files = len([p for p in (messy_photos / "val").iterdir() if p.is_file()])
-    assert report["num_images"] == n_files - len(UNREADABLE)
-    assert report["skipped_images"]["count"] == len(UNREADABLE)
+    n_files = len([p for p in (messy_photos / "test").iterdir() if p.is_file()])
+    assert report["num_images"] == n_files - len(UNREADABLE)  # the test/ folder, not val/
+    assert report["skipped_images"] == {
+        "count": len(UNREADABLE),
+        "files": sorted(str(messy_photos / "test" / name) for name in UNREADABLE),
+    }
 
 
 def test_folder_without_one_readable_image_stops_before_training(make_cfg, tmp_path):

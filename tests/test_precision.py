@@ -3,6 +3,7 @@ float32, and under 16-mixed the gradients are clipped after the GradScaler has u
 
 from __future__ import annotations
 
+import logging
 import math
 
 import hydra
@@ -116,11 +117,122 @@ def test_cpu_bf16_detection_reads_the_cpu_flags(tmp_path):
     assert not precision.cpu_has_native_bf16(missing)
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_precision_is_bf16_mixed_only_where_the_cpu_has_bf16(monkeypatch, make_cfg, native):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
-    expected = "bf16-mixed" if native else "32-true"
+# ------------------------------------------------------------------------- auto: measured, not guessed
+BF16_CPU = "processor\t: 0\nmodel name\t: Test CPU {model}\nflags\t\t: fpu avx2 avx512f avx512_bf16 {extra}\n"
+NO_BF16_CPU = "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 avx512f avx512vl\n"
+
+
+def cpuinfo_file(tmp_path, text: str, name: str = "cpuinfo"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+class FakeTimer:
+    """Injected timings (seconds per pass) so the tests never depend on this machine's speed."""
+
+    def __init__(self, fp32: float, bf16: float) -> None:
+        self.fp32, self.bf16 = fp32, bf16
+        self.calls: list[list[str]] = []
+
+    def __call__(self, names: list[str]) -> dict[str, float]:
+        self.calls.append(list(names))
+        return {n: self.bf16 if n.startswith("bf16") else self.fp32 for n in names}
+
+
+def never(names: list[str]) -> dict[str, float]:
+    raise AssertionError("measured although it should not have")
+
+
+@pytest.mark.parametrize(
+    ("fp32", "bf16", "expected"),
+    [
+        (0.050, 0.030, "bf16-mixed"),  # bf16 1.67x faster (the AMD EPYC this is developed on)
+        (0.030, 0.050, "32-true"),  # bf16 slower (an Intel Xeon with AVX512-BF16 and no AMX)
+        (0.050, 0.047, "32-true"),  # bf16 only 6% faster: not worth leaving exact fp32
+    ],
+)
+def test_auto_follows_the_measured_timings(tmp_path, caplog, fp32, bf16, expected):
+    timer = FakeTimer(fp32, bf16)
+    choice = precision.choose_cpu_precision(
+        timer=timer, cpuinfo=cpuinfo_file(tmp_path, BF16_CPU.format(model="A", extra="")), cache=tmp_path / "c.json"
+    )
+    assert choice.precision == expected and choice.source == "measured"
+    assert timer.calls == [["fp32", "channels_last", "bf16-mixed", "bf16-mixed+channels_last"]]
+    assert f"{bf16 * 1e3:.1f} ms" in choice.reason and f"{fp32 * 1e3:.1f} ms" in choice.reason
+
+
+def test_the_cache_is_used_the_second_time_and_keyed_by_machine(tmp_path, monkeypatch):
+    cache = tmp_path / "cache" / "precision.json"
+    amd = cpuinfo_file(tmp_path, BF16_CPU.format(model="A", extra=""), "a")
+    first = precision.choose_cpu_precision(timer=FakeTimer(0.05, 0.03), cpuinfo=amd, cache=cache)
+    again = precision.choose_cpu_precision(timer=never, cpuinfo=amd, cache=cache)
+    assert (first.source, again.source) == ("measured", "cache")
+    assert again.precision == first.precision == "bf16-mixed" and again.seconds == first.seconds
+    assert again.key == first.key and "Test CPU A" in first.key and torch.__version__ in first.key
+
+    other_model = cpuinfo_file(tmp_path, BF16_CPU.format(model="B", extra=""), "b")
+    other_flags = cpuinfo_file(tmp_path, BF16_CPU.format(model="A", extra="amx_tile"), "c")
+    for cpuinfo in (other_model, other_flags):  # another machine: measured for itself
+        timer = FakeTimer(0.03, 0.05)
+        assert precision.choose_cpu_precision(timer=timer, cpuinfo=cpuinfo, cache=cache).precision == "32-true"
+        assert len(timer.calls) == 1
+    assert precision.choose_cpu_precision(timer=never, cpuinfo=amd, cache=cache).precision == "bf16-mixed"
+
+    monkeypatch.setenv(precision.REMEASURE_ENV, "1")  # forced: measured again, the cache updated
+    assert precision.choose_cpu_precision(timer=FakeTimer(0.03, 0.05), cpuinfo=amd, cache=cache).source == "measured"
+    monkeypatch.delenv(precision.REMEASURE_ENV)
+    assert precision.choose_cpu_precision(timer=never, cpuinfo=amd, cache=cache).precision == "32-true"
+
+
+def test_no_native_bf16_means_fp32_without_measuring(tmp_path):
+    cache = tmp_path / "precision.json"
+    for cpuinfo in (cpuinfo_file(tmp_path, NO_BF16_CPU), tmp_path / "no_such_file"):
+        choice = precision.choose_cpu_precision(timer=never, cpuinfo=cpuinfo, cache=cache)
+        assert choice.precision == "32-true" and choice.source == "no native bf16" and not choice.seconds
+    assert not cache.exists()
+
+
+def test_an_unwritable_cache_only_skips_caching(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    cache = tmp_path / "a_file" / "precision.json"  # its folder cannot be made
+    cpuinfo = cpuinfo_file(tmp_path, BF16_CPU.format(model="A", extra=""))
+    for _ in range(2):
+        timer = FakeTimer(0.05, 0.03)
+        assert precision.choose_cpu_precision(timer=timer, cpuinfo=cpuinfo, cache=cache).precision == "bf16-mixed"
+        assert len(timer.calls) == 1
+
+
+def test_precisions_are_compared_in_the_models_memory_format(tmp_path):
+    seconds = {"fp32": 0.050, "channels_last": 0.030, "bf16-mixed": 0.040, "bf16-mixed+channels_last": 0.035}
+    assert precision.decide(seconds, channels_last=False)[0] == "bf16-mixed"  # 1.25x in NCHW
+    assert precision.decide(seconds, channels_last=True)[0] == "32-true"  # slower in channels_last
+    assert precision.decide(seconds, channels_last=None)[0] == "32-true"  # best against best
+
+
+def test_the_micro_benchmark_times_every_candidate():
+    names = [name for name, _, _ in precision.CANDIDATES]
+    seconds = precision.time_candidates(names, rounds=1, batch=1, side=8)
+    assert set(seconds) == set(names) and all(0 < s < 60 for s in seconds.values())
+
+
+@pytest.mark.parametrize(("fp32", "bf16", "expected"), [(0.05, 0.03, "bf16-mixed"), (0.03, 0.05, "32-true")])
+def test_training_takes_what_auto_measured_and_logs_why(monkeypatch, make_cfg, tmp_path, caplog, fp32, bf16, expected):
+    monkeypatch.setenv("COLORGAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda cpuinfo=None: ("Test CPU", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(precision, "time_candidates", FakeTimer(fp32, bf16))
+    caplog.set_level(logging.INFO, logger="colorgan.precision")
     assert precision.resolve_precision("auto", "cpu") == expected
     assert precision.resolve_precision("32-true", "cpu") == "32-true"  # an explicit choice is kept
     _, _, trainer = build(make_cfg(train_overrides("cifar_pretrain", "trainer.precision=auto", *FEW_STEPS)))
     assert trainer.precision_plugin.precision == expected
+    logged = [r.getMessage() for r in caplog.records if "trainer.precision=auto" in r.getMessage()]
+    assert logged and all(expected in m and f"{fp32 * 1e3:.1f} ms" in m for m in logged)
+
+
+def test_the_micro_benchmark_leaves_the_seeded_rng_alone():
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    precision.time_candidates(["fp32"], rounds=1, batch=1, side=8)
+    assert torch.equal(torch.rand(4), expected)

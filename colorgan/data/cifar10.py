@@ -66,3 +66,12 @@ def load_cifar10_split(data_dir: str | Path, split: str) -> tuple[torch.Tensor, 
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise DataNotFoundError(f"{path}: 'images' must be uint8 N x H x W x 3, got {images.dtype} {images.shape}")
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
+
+
+def cifar10_split_size(data_dir: str | Path, split: str) -> int | None:
+    """How many images ``split`` holds (reads only the labels), or None when the file cannot be read."""
+    try:
+        with np.load(cifar10_dir(data_dir) / f"{split}.npz", allow_pickle=False) as npz:
+            return len(npz["labels"])
+    except (OSError, KeyError, ValueError):
+        return None
