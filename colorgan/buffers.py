@@ -1,9 +1,13 @@
-"""Undoing a batch's effect on BatchNorm statistics when its optimizer step is skipped."""
+"""BatchNorm running statistics: undone when a step is skipped, untouched by the other network's step."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class BufferSnapshot:
@@ -31,3 +35,22 @@ class BufferSnapshot:
         if self._live:
             with torch.no_grad():
                 torch._foreach_copy_(self._live, self._saved)
+
+
+@contextmanager
+def running_stats_frozen(module: nn.Module | None) -> Iterator[None]:
+    """BatchNorm layers of ``module`` normalise with batch statistics but leave their running ones alone.
+
+    The generator's step runs the discriminator on G's output to get a gradient; that forward pass
+    must not move D's running statistics, which belong to D's own step (pix2pix's code lets them
+    move twice per batch). Turning ``track_running_stats`` off for the call keeps batch statistics
+    in train mode (so the gradient is the one D's step saw) and updates nothing.
+    """
+    layers = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats] if module else []
+    for layer in layers:
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True

@@ -8,6 +8,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 
 
 class TrainingSpeed(Callback):
@@ -85,3 +86,30 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Nothing: the epoch-end save above covers validation at the end of an epoch."""
+
+
+class GuardedModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that considers an epoch only while a guard metric stays at or above a floor.
+
+    The GAN stage is ranked by realism (``val/realism``), and realism alone would crown vivid but
+    wrong colours; with ``guard="val/psnr_gain", guard_min=0`` an epoch can be the best only if its
+    PSNR is at least the gray baseline's on the same validation images. With ``guard=None`` it is
+    a plain ModelCheckpoint.
+    """
+
+    def __init__(self, *args: Any, guard: str | None = None, guard_min: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard, self.guard_min = guard, guard_min
+        self.guard_rejections = 0
+
+    def _save_topk_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
+        if self.guard and self.guard in monitor_candidates:
+            value = float(monitor_candidates[self.guard])
+            if not value >= self.guard_min:  # NaN fails too
+                self.guard_rejections += 1
+                rank_zero_info(
+                    f"epoch {trainer.current_epoch}: {self.guard}={value:.3f} < {self.guard_min}, so it cannot be "
+                    f"the best checkpoint by {self.monitor}"
+                )
+                return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)

@@ -14,7 +14,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-from colorgan.models import build_generator
+from colorgan.models import build_generator, set_stochastic_inference
 
 # Lightning's own names for ``trainer.fit(ckpt_path=...)``, resolved by Lightning itself.
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
@@ -171,8 +171,14 @@ def load_generator_weights(generator: nn.Module, path: str | Path) -> None:
     )
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a trained generator for inference from its checkpoint alone, in eval mode."""
+def load_generator(
+    path: str | Path, device: str | torch.device = "cpu", stochastic: bool | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained generator for inference from its checkpoint alone, in eval mode.
+
+    ``stochastic`` (None: the run's ``model.stochastic_inference``, off if unset) keeps dropout and
+    noise inputs random, as pix2pix does at test time; off, every call gives the same colours.
+    """
     ckpt = load_checkpoint(path)
     cfg = generator_config(ckpt, path)
     if "pretrained" in cfg:
@@ -184,7 +190,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     _load_weights(
         generator, generator_state(ckpt, path), path, "its own hyper_parameters.generator", "the file is damaged"
     )
-    return generator.to(device).eval(), ckpt.get("hyper_parameters", {})
+    hparams = ckpt.get("hyper_parameters", {})
+    if stochastic is None:
+        stochastic = bool(hparams.get("stochastic_inference", False))
+    return set_stochastic_inference(generator.to(device), stochastic), hparams
 
 
 def check_resume_checkpoint(path: str | Path, model: nn.Module) -> None:

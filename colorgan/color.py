@@ -30,6 +30,8 @@ _RGB_TO_XYZ_WHITE = (_RGB_TO_XYZ / _WHITE_D65[:, None]).float()
 _EPSILON = 0.008856  # (6/29)^3, where CIE Lab switches from the cube root to a line
 _CPU_CHUNK_PIXELS = 1 << 18  # ~4 images of 256 x 256: keeps temporaries in cache
 _tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+LIGHTNESS_TOLERANCE = 0.25 / L_SCALE  # a quarter of one L* unit, in normalised L
+CHROMA_STEPS = 7  # bisection steps when fitting an out-of-gamut colour at its lightness
 
 
 def _srgb_table(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,6 +92,51 @@ def lab_normalized_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     with torch.autocast(device_type=L.device.type, enabled=False):
         lab = torch.cat([(L.float() + 1.0) * L_SCALE, ab.float() * AB_SCALE], dim=1)
         return lab_to_rgb(lab, clip=True)
+
+
+def keep_lightness_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Normalised (L, ab) -> RGB in [0, 1] whose lightness is L even where ab is out of gamut.
+
+    Converting an out-of-gamut Lab colour and clipping the RGB changes the lightness (a saturated
+    blue on a light pixel comes out darker). Only pixels that were clipped are checked; for those
+    whose L moved by more than a quarter L* unit, the chroma is scaled down (bisection, hue kept)
+    until it fits. Gray (ab = 0) always fits, so the search always ends in gamut.
+    """
+    rgb = lab_normalized_to_rgb(L, ab)
+    clipped = ((rgb <= 0.0) | (rgb >= 1.0)).any(dim=1)
+    if not bool(clipped.any()):
+        return rgb
+    b, y, x = clipped.nonzero(as_tuple=True)
+    n = b.numel()
+    L_px = L[b, 0, y, x].view(1, 1, n, 1)
+    ab_px = ab[b, :, y, x].t().reshape(1, 2, n, 1)
+
+    def fits(scale: torch.Tensor) -> torch.Tensor:
+        L_back = rgb_to_lab_normalized(lab_normalized_to_rgb(L_px, ab_px * scale))[0]
+        return ((L_back - L_px).abs() <= LIGHTNESS_TOLERANCE).view(n)
+
+    lo = torch.ones(n, device=L.device)
+    todo = ~fits(lo.view(1, 1, n, 1))
+    if bool(todo.any()):
+        lo[todo] = 0.0
+        hi = torch.ones(n, device=L.device)
+        for _ in range(CHROMA_STEPS):
+            mid = (lo + hi) / 2
+            ok = fits(mid.view(1, 1, n, 1)) | ~todo
+            lo = torch.where(ok & todo, mid, lo)
+            hi = torch.where(ok, hi, mid)
+        fixed = lab_normalized_to_rgb(L_px, ab_px * lo.view(1, 1, n, 1))
+        rgb[b, :, y, x] = fixed.reshape(3, n).t()
+    return rgb
+
+
+def render_uint8(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """The picture a colorizer outputs: normalised (L, ab) -> uint8 RGB, lightness kept.
+
+    The one rendering used wherever pixels are saved or scored (validation, evaluation, sample
+    grids, colorize), so a metric always describes the file a user gets.
+    """
+    return to_uint8(keep_lightness_rgb(L, ab))
 
 
 def to_uint8(rgb: torch.Tensor) -> torch.Tensor:

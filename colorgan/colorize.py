@@ -11,12 +11,12 @@ The generator learned colour at its training size, so it always runs at that siz
   coloured at the scale the model was trained at, which suits large photos and models trained
   on large crops.
 
-Either way the output keeps the input's L: where the predicted colour does not exist at that
-lightness (out of the sRGB gamut), its chroma is reduced until it does, instead of letting the
-RGB clipping darken or brighten the pixel. The full-resolution steps (Lab conversion, ab
-upsampling, gamut fitting) run in strips of :data:`STRIP_PIXELS`, so full mode holds little more
-than the input and output images; tiles mode also keeps the full-resolution L and the blended ab
-with its weights (16 bytes per pixel).
+Either way the output is rendered by :func:`colorgan.color.render_uint8`, the one rendering that
+evaluation and validation score too: it keeps the input's L, and where the predicted colour does
+not exist at that lightness (out of the sRGB gamut) its chroma is reduced until it does. The
+full-resolution steps (Lab conversion, ab upsampling, gamut fitting) run in strips of
+:data:`STRIP_PIXELS`, so full mode holds little more than the input and output images; tiles
+mode also keeps the full-resolution L and the blended ab with its weights (16 bytes per pixel).
 
 Command line: ``colorgan-colorize INPUT... --ckpt CKPT --out DIR`` (``--help`` for the rules).
 """
@@ -41,7 +41,7 @@ from torch import nn
 from tqdm import tqdm
 
 from colorgan.checkpoint import CheckpointError, load_generator
-from colorgan.color import L_SCALE, lab_normalized_to_rgb, rgb_to_lab_normalized, to_uint8
+from colorgan.color import keep_lightness_rgb, rgb_to_lab_normalized, to_uint8
 from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, find_images, load_image, split_alpha
 
 MODES = ("full", "tiles")
@@ -49,8 +49,6 @@ OUTPUT_SUFFIX = ".png"
 COLLISION_MARK = "_colorized"
 STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution steps: ~1 MB per float32 plane
 PENDING_PIXELS = 64_000_000  # the CLI colorizes its pending files once they hold this many pixels
-LIGHTNESS_TOLERANCE = 0.25 / L_SCALE  # a quarter of one L* unit, in normalised L
-CHROMA_STEPS = 7  # bisection steps when fitting an out-of-gamut colour at its lightness
 BATCH_PIXELS = 1 << 18  # default tiles batch: this many pixels of windows (256 windows of 32 x 32)
 
 
@@ -100,42 +98,6 @@ def _lightness(rgb: torch.Tensor, device: torch.device) -> torch.Tensor:
     for r0 in range(0, H, step):
         L[..., r0 : r0 + step, :] = rgb_to_lab_normalized(rgb[..., r0 : r0 + step, :].to(device))[0]
     return L
-
-
-def keep_lightness_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """Normalised (L, ab) -> RGB in [0, 1] whose lightness is L even where ab is out of gamut.
-
-    Converting an out-of-gamut Lab colour and clipping the RGB changes the lightness (a saturated
-    blue on a light pixel comes out darker). Only pixels that were clipped are checked; for those
-    whose L moved by more than a quarter L* unit, the chroma is scaled down (bisection, hue kept)
-    until it fits. Gray (ab = 0) always fits, so the search always ends in gamut.
-    """
-    rgb = lab_normalized_to_rgb(L, ab)
-    clipped = ((rgb <= 0.0) | (rgb >= 1.0)).any(dim=1)
-    if not bool(clipped.any()):
-        return rgb
-    b, y, x = clipped.nonzero(as_tuple=True)
-    n = b.numel()
-    L_px = L[b, 0, y, x].view(1, 1, n, 1)
-    ab_px = ab[b, :, y, x].t().reshape(1, 2, n, 1)
-
-    def fits(scale: torch.Tensor) -> torch.Tensor:
-        L_back = rgb_to_lab_normalized(lab_normalized_to_rgb(L_px, ab_px * scale))[0]
-        return ((L_back - L_px).abs() <= LIGHTNESS_TOLERANCE).view(n)
-
-    lo = torch.ones(n, device=L.device)
-    todo = ~fits(lo.view(1, 1, n, 1))
-    if bool(todo.any()):
-        lo[todo] = 0.0
-        hi = torch.ones(n, device=L.device)
-        for _ in range(CHROMA_STEPS):
-            mid = (lo + hi) / 2
-            ok = fits(mid.view(1, 1, n, 1)) | ~todo
-            lo = torch.where(ok & todo, mid, lo)
-            hi = torch.where(ok, hi, mid)
-        fixed = lab_normalized_to_rgb(L_px, ab_px * lo.view(1, 1, n, 1))
-        rgb[b, :, y, x] = fixed.reshape(3, n).t()
-    return rgb
 
 
 def _compose(rgb: torch.Tensor, ab_rows: Callable[[int, int], torch.Tensor], device: torch.device) -> np.ndarray:

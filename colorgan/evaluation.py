@@ -23,19 +23,15 @@ from torch import nn
 from tqdm import tqdm
 
 from colorgan.checkpoint import load_generator
-from colorgan.color import AB_SCALE, L_SCALE, lab_normalized_to_rgb, rgb_to_lab_normalized, to_uint8
 from colorgan.data.datasets import drop_skipped
 from colorgan.fid import FeatureStats, FrechetReference, build_inception, find_inception_weights
 from colorgan.metrics import (
+    PER_IMAGE_METRICS,
+    Rendered,
     build_lpips,
     colorfulness,
-    delta_colorfulness,
-    delta_e2000,
-    l1_ab,
     lpips_backbone_url,
     lpips_per_image,
-    psnr_uint8,
-    ssim_uint8,
 )
 from colorgan.probe import TRAIN_COMMAND, ProbeError, ProbeNet, load_probe
 from colorgan.report import format_table, write_report
@@ -45,36 +41,10 @@ from colorgan.weights import WeightsUnavailable, find_weights
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Images:
-    """One batch of a candidate's pictures: uint8 RGB as saved, the ab it predicted, and their Lab."""
-
-    rgb: torch.Tensor
-    ab: torch.Tensor
-    _lab: torch.Tensor | None = field(default=None, repr=False)
-
-    @property
-    def lab(self) -> torch.Tensor:
-        """Lab (L 0-100) of the quantised RGB: colour differences are judged on the saved image."""
-        if self._lab is None:
-            L, ab = rgb_to_lab_normalized(self.rgb)
-            self._lab = torch.cat([(L + 1.0) * L_SCALE, ab * AB_SCALE], dim=1)
-        return self._lab
-
-
-# name -> f(pred, truth) -> one value per image
-PER_IMAGE_METRICS: dict[str, Callable[[Images, Images], torch.Tensor]] = {
-    "psnr": lambda p, t: psnr_uint8(p.rgb, t.rgb),
-    "ssim": lambda p, t: ssim_uint8(p.rgb, t.rgb),
-    "l1_ab": lambda p, t: l1_ab(p.ab, t.ab),
-    "delta_e": lambda p, t: delta_e2000(p.lab, t.lab),
-    "colorfulness": lambda p, t: colorfulness(p.rgb),
-    "delta_cf": lambda p, t: delta_colorfulness(p.rgb, t.rgb),
-}
-
 PROTOCOL = {
-    "quantisation": "every candidate is rendered as a user would save it: L (from the test image) + predicted ab "
-    "-> RGB clipped to [0, 1] -> uint8; all metrics compare these uint8 images with the uint8 ground truth",
+    "quantisation": "every candidate is rendered as colorgan-colorize saves it (colorgan.color.render_uint8): L "
+    "(from the test image) + predicted ab -> RGB, with the chroma of out-of-gamut pixels lowered until the "
+    "lightness is kept -> uint8; all metrics compare these uint8 images with the uint8 ground truth",
     "psnr": "mean over images of per-image PSNR (dB) on uint8 RGB, peak 255, capped at 100",
     "ssim": "mean per-image SSIM on uint8 RGB scaled to [0, 1], Gaussian window 11, sigma 1.5, channels averaged",
     "l1_ab": "mean |ab_pred - ab_true| in normalised units (ab / 110), the training loss's units",
@@ -238,7 +208,7 @@ def run_evaluation(
             continue
         batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
         L = batch["L"]
-        truth = Images(batch["rgb"], batch["ab"])
+        truth = Rendered(batch["rgb"], batch["ab"])
         labels.append(batch["label"].cpu() if "label" in batch else torch.full((len(L),), -1))
         truth_values["colorfulness"].append(colorfulness(truth.rgb).cpu())
         if backends.probe is not None:
@@ -249,7 +219,7 @@ def run_evaluation(
             stats["fid"]["truth"].update(backends.inception(truth.rgb))
         for cand in candidates:
             pred_ab = cand.predict_ab(L)
-            pred = Images(to_uint8(lab_normalized_to_rgb(L, pred_ab)), pred_ab)
+            pred = Rendered.from_lab(L, pred_ab)
             row = values[cand.name]
             for name, fn in PER_IMAGE_METRICS.items():
                 row[name].append(fn(pred, truth).float().cpu())
@@ -317,7 +287,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     device = pick_device(cfg.get("device", "auto"))
     candidates = [Candidate("gray", None)]
     for path in as_path_list(cfg.get("ckpt_path")):
-        generator, hparams = load_generator(path, device)
+        generator, hparams = load_generator(path, device, ecfg.get("stochastic_inference"))
         trained_size = hparams.get("generator", {}).get("image_size")
         if trained_size and trained_size != cfg.data.image_size:
             log.warning("%s was trained at %s px but data.image_size=%s", path, trained_size, cfg.data.image_size)
@@ -350,15 +320,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     grid_path = save_image_atomic(grid, output_dir / "samples.png")
     metric_names = list(next(iter(out["results"].values())))
+    split = datamodule.split_description("test") if hasattr(datamodule, "split_description") else "test"
     protocol = {
-        "split": "test",
+        "split": split,
         "resize": _resize_protocol(datamodule, cfg.data.image_size),
         **{k: v for k, v in PROTOCOL.items() if k in metric_names or k in ("quantisation", "per_class")},
     }
     report: dict[str, Any] = {
         "checkpoints": as_path_list(cfg.get("ckpt_path")),
         "data": cfg.data.get("_target_"),
-        "split": "test",
+        "split": split,
         "num_images": out["num_images"],
         **(datamodule.summary_fields() if hasattr(datamodule, "summary_fields") else {}),  # skipped images
         "protocol": protocol,

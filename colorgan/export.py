@@ -142,8 +142,8 @@ def export_generator(
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     out = Path(out)
     generator = generator.cpu().eval()
-    if any(getattr(m, "noise_channels", 0) for m in generator.modules()):
-        verify_size = None  # random noise inputs: two runs never match, so there is nothing to compare
+    # eval mode makes the network deterministic (dropout off, noise inputs z = 0), so the exported
+    # file can be checked against PyTorch; stochastic generators are refused in main()
     example = torch.rand(EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     write = _export_onnx if fmt == "onnx" else _export_torchscript
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,8 @@ the exported model:
   input  "{INPUT_NAME}":  float32 (B, 1, H, W), L*/50 - 1 in [-1, 1] (CIE Lab L*, 0..100)
   output "{OUTPUT_NAME}": float32 (B, 2, H, W), (a*, b*)/110 in [-1, 1]
   B, H and W are dynamic; any H, W >= 1 works (padding to the network's multiple is inside the
-  graph). Eval mode: dropout off, batch norm with running statistics. The training size and
+  graph). Eval mode: dropout off, noise inputs z = 0, batch norm with running statistics
+  (a checkpoint with model.stochastic_inference=true needs --deterministic). The training size and
   generator settings are stored as metadata (ONNX metadata_props, TorchScript extra file
   colorgan.json). The output is run and compared with PyTorch (within {TOLERANCE}) before it is kept.
   TorchScript is deprecated by PyTorch; prefer ONNX for new deployments.
@@ -182,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (default) or torchscript")
     parser.add_argument("--out", required=True, type=Path, help="file to write (e.g. model.onnx, model.pt)")
     parser.add_argument("--no-verify", action="store_true", help="skip running the written file against PyTorch")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="export a generator trained with model.stochastic_inference=true in its deterministic form "
+        "(dropout off, noise z = 0); without it such a checkpoint is refused",
+    )
     return parser
 
 
@@ -189,7 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Export --ckpt to --out; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        generator, hparams = load_generator(args.ckpt, "cpu")
+        generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False)
+        if hparams.get("stochastic_inference") and not args.deterministic:
+            raise ExportError(
+                f"{args.ckpt} samples colours at inference (model.stochastic_inference=true: dropout and noise "
+                "stay random), which an exported file cannot reproduce or be verified against; pass "
+                "--deterministic to export its deterministic form (dropout off, z = 0)"
+            )
         size = int((hparams.get("generator") or {}).get("image_size") or 32)
         export_generator(
             generator, args.out, args.format, describe(hparams, args.ckpt), None if args.no_verify else size

@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torchmetrics import MeanMetric
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from colorgan.buffers import BufferSnapshot
+from colorgan.buffers import BufferSnapshot, running_stats_frozen
 from colorgan.checkpoint import load_generator_weights
-from colorgan.color import lab_normalized_to_rgb
 from colorgan.losses import GANLoss
-from colorgan.models import build_discriminator, build_generator
+from colorgan.metrics import PER_IMAGE_METRICS, Rendered
+from colorgan.models import build_discriminator, build_generator, set_stochastic_inference
+from colorgan.realism import REALISM_METRICS, RealismScore
 from colorgan.visualize import make_grid, save_image_atomic
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,11 @@ class NonFiniteLossError(RuntimeError):
 class LinearDecay:
     """pix2pix's schedule, counted in batches: constant lr until ``decay_start``, then linear decay.
 
-    pix2pix steps it per epoch; stepping it per batch gives the same curve for long runs and a
-    real decay for short ones (a one-epoch run anneals over its second half instead of ending at
-    the full rate). The factor is ``1 / (total - decay_start)`` on the last batch.
+    Two differences from pix2pix's ``1 - max(0, e + 1 - n) / (n_decay + 1)`` per epoch ``e``:
+    it is stepped per batch, which gives the same curve for long runs and a real decay for short
+    ones (a one-epoch run anneals over its second half instead of ending at the full rate); and the
+    first decayed batch still has the full rate, the last ``1 / (total - decay_start)`` (pix2pix:
+    ``1 - 1 / (n_decay + 1)`` in its first decayed epoch, ``1 / (n_decay + 1)`` in its last).
     """
 
     def __init__(self, decay_start: int, total: int) -> None:
@@ -70,6 +72,9 @@ class ColorizationModule(LightningModule):
         num_samples: int = 8,
         channels_last: bool = False,
         compile: bool = False,
+        stochastic_inference: bool = False,
+        realism_metric: str = "auto",
+        realism_probe: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full Hydra config is logged instead
@@ -77,11 +82,14 @@ class ColorizationModule(LightningModule):
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator) if lambda_gan > 0 and discriminator else None
         self.gan_loss = GANLoss(gan_mode)
-        self.val_l1 = MeanMetric()
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
-        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        # val/<name>: the per-image metrics of evaluate.py, on the same rendered uint8 pictures
+        self.val_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in PER_IMAGE_METRICS})
+        self.val_psnr_gray = MeanMetric()  # the gray baseline on the same images: the PSNR guard's bar
+        if realism_metric not in ("auto", *REALISM_METRICS):
+            raise ValueError(f"model.realism_metric must be auto or one of {REALISM_METRICS}, got {realism_metric!r}")
+        self.realism = RealismScore(realism_metric, realism_probe)
         self.bad_steps_in_a_row = 0
-        self._buffers_before_batch = BufferSnapshot()
+        self._g_buffers, self._d_buffers = BufferSnapshot(), BufferSnapshot()
         self._samples: tuple[torch.Tensor, ...] | None = None
 
     # ----------------------------------------------------------------- set-up
@@ -121,12 +129,33 @@ class ColorizationModule(LightningModule):
         total, per_epoch = self._planned_batches(len(optimizers))
         start = self.hparams.lr_decay_start_epoch
         rule = LinearDecay(total // 2 if start is None else round(start * per_epoch), total)
+
+        def factor(batch: int) -> float:
+            # A plain function, not the LinearDecay object: LambdaLR saves (and a resume restores) the
+            # attributes of a callable object, which would bring back the old run's length; a function
+            # is not saved, so a resume follows this run's length (pix2pix's --continue_train).
+            return rule(batch)
+
         names = ["lr/generator", "lr/discriminator"]
         schedulers = [
-            {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, rule), "name": name}
+            {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor), "name": name}
             for opt, name in zip(optimizers, names)
         ]
         return optimizers, schedulers
+
+    def on_train_start(self) -> None:
+        """Set each optimizer's rate from its schedule at the restored batch count.
+
+        A resume restores the optimizers' last rates (0 at the end of a finished run) and the
+        schedulers' counts; the new run's schedule takes over only at its next step, so without this
+        the first resumed batch would still train at the old run's final rate.
+        """
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+            for group, lr in zip(scheduler.optimizer.param_groups, rates):
+                group["lr"] = lr
+            scheduler._last_lr = rates
 
     def _planned_batches(self, optimizers_per_batch: int) -> tuple[int, float]:
         """Training batches the run will see in all, and per epoch; (0, 0) when open-ended.
@@ -162,11 +191,12 @@ class ColorizationModule(LightningModule):
         if self.hparams.gradient_clip_val:
             self.clip_gradients(optimizer, self.hparams.gradient_clip_val, "norm")
 
-    def _count_bad_step(self, name: str, loss: torch.Tensor) -> None:
-        self._buffers_before_batch.restore()  # the forward passes moved BatchNorm statistics (to NaN)
+    def _count_bad_step(self, name: str, loss: torch.Tensor, buffers: BufferSnapshot) -> None:
+        buffers.restore()  # this network's forward passes moved its BatchNorm statistics (to NaN); the other's stay
         self.bad_steps_in_a_row += 1
         log.warning("non-finite %s loss (%s) at step %d: step skipped", name, loss.item(), self.global_step)
         if self.bad_steps_in_a_row >= self.hparams.max_bad_steps:
+            self._g_buffers.restore()  # G's step will not happen either: undo its forward pass too
             raise NonFiniteLossError(
                 f"{self.bad_steps_in_a_row} optimizer steps in a row had a non-finite loss (last: {name} = "
                 f"{loss.item()}); stopping. The last good checkpoint is intact. Try a lower model.lr, "
@@ -177,7 +207,9 @@ class ColorizationModule(LightningModule):
         L, ab = self._memory_format(batch["L"]), self._memory_format(batch["ab"])
         optimizers = self.optimizers()
         opt_g = optimizers[0] if isinstance(optimizers, list) else optimizers
-        self._buffers_before_batch.take(self)
+        self._g_buffers.take(self.generator)
+        if self.discriminator is not None:
+            self._d_buffers.take(self.discriminator)
         fake = self.generator(L)
         logs: dict[str, torch.Tensor] = {}
         all_good = True
@@ -190,19 +222,20 @@ class ColorizationModule(LightningModule):
                 )
                 if not self._optimizer_step(opt_d, d_loss):
                     all_good = False
-                    self._count_bad_step("discriminator", d_loss)
+                    self._count_bad_step("discriminator", d_loss, self._d_buffers)
             logs.update({"train/d_loss": d_loss, "train/d_real": d_real, "train/d_fake": d_fake})
 
         with self.toggled_optimizer(opt_g):
             g_l1 = F.l1_loss(fake.float(), ab)
             if self.discriminator is not None:
-                g_gan = self.gan_loss.generator(self.discriminator(L, fake))
+                with running_stats_frozen(self.discriminator):  # D's statistics are D's step's
+                    g_gan = self.gan_loss.generator(self.discriminator(L, fake))
             else:
                 g_gan = torch.zeros((), device=L.device)
             g_loss = self.hparams.lambda_gan * g_gan + self.hparams.lambda_l1 * g_l1
             if not self._optimizer_step(opt_g, g_loss):
                 all_good = False
-                self._count_bad_step("generator", g_loss)
+                self._count_bad_step("generator", g_loss, self._g_buffers)
         if all_good:
             self.bad_steps_in_a_row = 0
         self._step_schedulers()
@@ -216,36 +249,44 @@ class ColorizationModule(LightningModule):
             scheduler.step()
 
     # ------------------------------------------------------------- validation
+    def on_validation_model_eval(self) -> None:
+        super().on_validation_model_eval()
+        set_stochastic_inference(self.generator, self.hparams.stochastic_inference)  # as evaluate.py and colorize
+
+    def on_fit_start(self) -> None:
+        self.realism.setup(self.device)
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         L, ab = batch["L"], batch["ab"]
-        fake = self.generator(L).float()
-        pred_rgb = lab_normalized_to_rgb(L, fake)
-        true_rgb = batch["rgb"].float() / 255.0
-        self.val_l1.update((fake - ab).abs().mean(dim=(1, 2, 3)))
-        self.val_psnr.update(pred_rgb, true_rgb)
-        self.val_ssim.update(pred_rgb, true_rgb)
+        fake = self.generator(self._memory_format(L)).float()
+        pred, truth = Rendered.from_lab(L, fake), Rendered(batch["rgb"], ab)
+        for name, score in PER_IMAGE_METRICS.items():
+            self.val_metrics[name].update(score(pred, truth))
+        gray = Rendered.from_lab(L, torch.zeros_like(ab))
+        self.val_psnr_gray.update(PER_IMAGE_METRICS["psnr"](gray, truth))
+        self.realism.update(pred, truth)
         if batch_idx == 0:
             n = self.hparams.num_samples
-            self._samples = (L[:n].cpu(), fake[:n].cpu(), ab[:n].cpu())
+            self._samples = (gray.rgb[:n].cpu(), pred.rgb[:n].cpu(), truth.rgb[:n].cpu())
 
     def on_validation_epoch_end(self) -> None:
-        metrics = {
-            "val/l1_ab": self.val_l1.compute(),
-            "val/psnr": self.val_psnr.compute(),
-            "val/ssim": self.val_ssim.compute(),
-        }
-        self.log_dict(metrics, prog_bar=True, sync_dist=False)
-        for metric in (self.val_l1, self.val_psnr, self.val_ssim):
+        metrics = {f"val/{name}": metric.compute() for name, metric in self.val_metrics.items()}
+        metrics["val/psnr_gain"] = metrics["val/psnr"] - self.val_psnr_gray.compute()  # over the gray baseline
+        metrics.update(self.realism.compute(metrics))
+        for name, value in metrics.items():
+            self.log(name, value, prog_bar=name in ("val/l1_ab", "val/psnr", "val/realism"))
+        for metric in (*self.val_metrics.values(), self.val_psnr_gray):
             metric.reset()
+        self.realism.reset()
         if self._samples is not None and not self.trainer.sanity_checking and self.trainer.is_global_zero:
             self._save_samples(*self._samples)
 
-    def _save_samples(self, L: torch.Tensor, fake: torch.Tensor, ab: torch.Tensor) -> None:
+    def _save_samples(self, gray: torch.Tensor, colorized: torch.Tensor, truth: torch.Tensor) -> None:
+        """The grid of uint8 pictures validation scored: gray | colorized | truth."""
         grid = make_grid(
             [
-                ("gray", lab_normalized_to_rgb(L, torch.zeros_like(ab))),
-                ("colorized", lab_normalized_to_rgb(L, fake)),
-                ("truth", lab_normalized_to_rgb(L, ab)),
+                (title, rgb.float() / 255.0)
+                for title, rgb in zip(("gray", "colorized", "truth"), (gray, colorized, truth))
             ]
         )
         path = save_image_atomic(

@@ -104,7 +104,7 @@ def render_markdown(report: dict[str, Any], plot_name: str | None) -> str:
     """report.md: results, what was skipped and why, the probe, per-class tables and the protocol."""
     parts = [
         "# Colorization evaluation",
-        f"{report['num_images']} images of the {report['split']} split of `{report['data']}`, scored in "
+        f"{report['num_images']} images ({report['split']}) of `{report['data']}`, scored in "
         f"{report['timing']['scoring_seconds']:.1f} s on {report['timing']['device']} "
         f"({report['timing']['images_per_second']:.0f} images/s per candidate set).",
         "Checkpoints:\n\n" + "\n".join(f"- `{p}`" for p in report["checkpoints"]),

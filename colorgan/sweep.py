@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METRICS = ("val/l1_ab", "val/psnr", "val/ssim")
+DEFAULT_METRICS = ("val/l1_ab", "val/psnr", "val/psnr_gain", "val/realism")
 
 
 @dataclass

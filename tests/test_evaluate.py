@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
+from colorgan.data import FolderDataModule
 from colorgan.data.cifar10 import load_cifar10_split
 from colorgan.evaluation import evaluate
 from colorgan.probe import CIFAR10_CLASSES, ProbeError, predict, save_probe, train_probe
@@ -69,6 +70,7 @@ def test_evaluate_writes_metrics_for_model_and_gray_baseline(run_eval):
     written = json.loads((out / "metrics.json").read_text())
     assert written == json.loads(json.dumps(report))
     assert written["num_images"] == 24  # the whole tiny test split, last partial batch included
+    assert written["split"] == written["protocol"]["split"] == "test: the official CIFAR-10 test set (24 images)"
     models = written["models"]
     assert set(models) == {"gray", "run/last"}
     for row in models.values():
@@ -159,15 +161,19 @@ def test_required_metrics_stop_the_run_when_weights_are_missing(run_eval, tmp_pa
         run_eval("eval.probe=true", f"eval.probe_weights={tmp_path / 'none.pt'}")
 
 
-def test_photo_folders_have_no_classes_and_no_probe(run_eval, probe_file):
+def test_photo_folders_have_no_classes_and_no_probe(run_eval, probe_file, data_dir):
     report, out = run_eval(
         "data=folder",
         "data.image_size=64",
         "data.eval_batch_size=2",
         "data.num_workers=0",
+        "data.test_fraction=0.5",
         f"eval.probe_weights={probe_file}",
     )
-    assert report["num_images"] == 3 and report["per_class"] is None
+    carved = FolderDataModule(str(data_dir / "photos256"), test_fraction=0.5).split_files()["test"]
+    assert report["num_images"] == len(carved) and report["per_class"] is None  # test is carved out of train/
+    assert report["split"].startswith(f"test: {len(carved)} images carved from train/")  # never val/, which picked
+    assert report["split"] in (out / "report.md").read_text()
     assert "no class labels" in report["skipped"]["per_class"]
     assert "no class labels" in report["skipped"]["probe"]
     assert not (out / "per_class.png").exists()

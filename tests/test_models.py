@@ -16,6 +16,7 @@ from colorgan.models import (
     build_generator,
     patchgan_receptive_field,
     resnet_unet,
+    set_stochastic_inference,
 )
 from colorgan.models.layers import cat_channels
 
@@ -46,10 +47,14 @@ def test_resnet18_unet_at_256():
     assert ResNet18UNet(image_size=256)(torch.randn(2, 1, 256, 256)).shape == (2, 2, 256, 256)
 
 
-def test_noise_channels_make_outputs_stochastic():
-    g = UNetGenerator(image_size=32, ngf=8, dropout=0.0, noise_channels=2).eval()
+def test_noise_channels_are_random_in_training_and_stochastic_inference_only():
+    g = UNetGenerator(image_size=32, ngf=8, dropout=0.0, noise_channels=2)
     L = torch.randn(1, 1, 32, 32)
     assert g.encoders[0].in_channels == 3
+    assert not torch.equal(g(L), g(L))  # train mode: a new z each call
+    g.eval()
+    assert torch.equal(g(L), g(L))  # eval: z = 0
+    set_stochastic_inference(g, True)
     assert not torch.equal(g(L), g(L))
     deterministic = UNetGenerator(image_size=32, ngf=8, dropout=0.0).eval()
     assert torch.equal(deterministic(L), deterministic(L))

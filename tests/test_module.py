@@ -108,3 +108,145 @@ def test_one_epoch_run_decays_lr_per_batch_over_its_second_half(make_cfg, experi
     expected = [base, base, base, base / 2]  # decay from batch 2 of 4: 1, 1, 1, 1/2
     for per_optimizer in zip(*rates.seen):
         assert per_optimizer == pytest.approx(expected)
+
+
+def flat(rates: list[tuple[float, ...]]) -> list[float]:
+    return [lr for per_batch in rates for lr in per_batch]
+
+
+def test_resuming_into_a_longer_run_follows_the_new_schedule(make_cfg, tmp_path):
+    """1 epoch, then resumed with max_epochs=2: the resumed epoch's rates are an uninterrupted 2-epoch run's."""
+    common = ["trainer.num_sanity_val_steps=0", "trainer.limit_val_batches=0", "trainer.limit_train_batches=4"]
+
+    def fit(epochs: int, out: str, ckpt: str | None = None) -> LearningRates:
+        cfg = make_cfg(train_overrides("cifar_gan", f"trainer.max_epochs={epochs}", *common), output_dir=tmp_path / out)
+        datamodule, model, trainer = build(cfg)
+        rates = LearningRates()
+        trainer.callbacks.append(rates)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+        return rates
+
+    whole = fit(2, "whole").seen
+    fit(1, "short")
+    resumed = fit(2, "short", ckpt=str(tmp_path / "short" / "checkpoints" / "last.ckpt")).seen
+    assert len(whole) == 8 and len(resumed) == 4
+    assert flat(resumed) == pytest.approx(flat(whole[4:]))
+    assert min(flat(resumed)) > 0, "the resumed epoch must keep learning"
+
+
+class SaveAfterFirstEpoch(Callback):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 0:
+            trainer.save_checkpoint(self.path)
+
+
+def test_resuming_with_the_same_settings_continues_the_same_schedule(make_cfg, tmp_path):
+    common = ["trainer.num_sanity_val_steps=0", "trainer.limit_val_batches=0", "trainer.limit_train_batches=4"]
+    epoch_0 = str(tmp_path / "epoch0.ckpt")
+    rates = []
+    for out, ckpt in (("a", None), ("b", epoch_0)):
+        cfg = make_cfg(train_overrides("cifar_pretrain", "trainer.max_epochs=2", *common), output_dir=tmp_path / out)
+        datamodule, model, trainer = build(cfg)
+        rates.append(LearningRates())
+        trainer.callbacks += [rates[-1], SaveAfterFirstEpoch(epoch_0)] if ckpt is None else [rates[-1]]
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    whole, resumed = rates
+    assert len(resumed.seen) == 4
+    assert flat(resumed.seen) == pytest.approx(flat(whole.seen[4:]))
+
+
+def state(module: torch.nn.Module | None) -> dict[str, torch.Tensor]:
+    """Parameters and buffers (BatchNorm statistics included)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()} if module is not None else {}
+
+
+class StateRecorder(Callback):
+    """G's and D's parameters and buffers at the batch's start and end, and before and after each step."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[tuple[str, dict, dict]] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for optimizer in trainer.optimizers:
+            optimizer.register_step_post_hook(lambda opt, *_: self._after_step(trainer, pl_module, opt))
+
+    def _after_step(self, trainer, pl_module, optimizer) -> None:
+        name = "d" if optimizer is trainer.optimizers[-1] and len(trainer.optimizers) == 2 else "g"
+        self.snapshots.append((f"{name} done", state(pl_module.generator), state(pl_module.discriminator)))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.snapshots.append(("start", state(pl_module.generator), state(pl_module.discriminator)))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        name = "d" if optimizer is trainer.optimizers[-1] and len(trainer.optimizers) == 2 else "g"
+        self.snapshots.append((name, state(pl_module.generator), state(pl_module.discriminator)))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.snapshots.append(("end", state(pl_module.generator), state(pl_module.discriminator)))
+
+
+def fit_gan_batch(make_cfg, *overrides: str, patch=None) -> StateRecorder:
+    cfg = make_cfg(
+        train_overrides(
+            "cifar_gan",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=0",
+            "callbacks=none",
+            *overrides,
+        )
+    )
+    datamodule, model, trainer = build(cfg)
+    if patch is not None:
+        patch(model)
+    recorder = StateRecorder()
+    trainer.callbacks.append(recorder)
+    trainer.fit(model, datamodule=datamodule)
+    return recorder
+
+
+def test_the_adversarial_term_alone_moves_g_and_the_g_step_leaves_d_alone(make_cfg):
+    rec = fit_gan_batch(make_cfg, "model.lambda_l1=0")
+    assert [s[0] for s in rec.snapshots] == ["start", "d", "d done", "g", "g done", "end"]
+    states = {name: (g, d) for name, g, d in rec.snapshots}
+    assert changed(states["g"][0], states["end"][0]), "with lambda_l1=0 only the GAN term moves G: it must reach G"
+    # from the end of D's step to the end of the batch (G's forward through D, backward and step)
+    assert not changed(states["d done"][1], states["end"][1]), "the G step must not change D's weights or statistics"
+    assert not changed(states["d"][0], states["d done"][0]), "the D step must not change G"
+
+
+def poison(which: str):
+    """Make one network's loss non-finite for the batch, as a numerical blow-up would."""
+
+    def patch(model) -> None:
+        original = getattr(model.gan_loss, which)
+
+        def nan_loss(*args):
+            out = original(*args)
+            return (out[0] * float("nan"), *out[1:]) if isinstance(out, tuple) else out * float("nan")
+
+        setattr(model.gan_loss, which, nan_loss)
+
+    return patch
+
+
+def test_a_skipped_d_step_undoes_only_ds_statistics(make_cfg):
+    rec = fit_gan_batch(make_cfg, "model.lambda_l1=0", patch=poison("discriminator"))
+    assert [s[0] for s in rec.snapshots] == ["start", "g", "g done", "end"]  # D's step skipped
+    (_, g0, d0), *_, (_, g1, d1) = rec.snapshots
+    assert not changed(d0, d1), "D skipped its step: its parameters and statistics are as before the batch"
+    g_stats = [k for k in g0 if "running" in k]
+    assert changed({k: g0[k] for k in g_stats}, {k: g1[k] for k in g_stats}), "G's step was taken: keep its statistics"
+    assert changed(g0, g1)
+
+
+def test_a_skipped_g_step_undoes_only_gs_statistics(make_cfg):
+    rec = fit_gan_batch(make_cfg, "model.lambda_l1=0", patch=poison("generator"))
+    assert [s[0] for s in rec.snapshots] == ["start", "d", "d done", "end"]  # G's step skipped
+    (_, g0, d0), *_, (_, g1, d1) = rec.snapshots
+    assert not changed(g0, g1), "G skipped its step: its parameters and statistics are as before the batch"
+    d_stats = [k for k in d0 if "running" in k]
+    assert changed({k: d0[k] for k in d_stats}, {k: d1[k] for k in d_stats}), "D's step was taken: keep its statistics"

@@ -34,7 +34,7 @@ def fake_job(sweep: Path, num: int, overrides: list[str], summary: dict | None) 
 
 def test_summary_tables_and_plot_from_job_folders(tmp_path):
     sweep = tmp_path / "sweep"
-    metrics = {"val/l1_ab": 0.2, "val/psnr": 20.0, "val/ssim": 0.8, "train/g_l1": 0.3}
+    metrics = {"val/l1_ab": 0.2, "val/psnr": 20.0, "val/psnr_gain": 0.5, "val/realism": 0.8, "train/g_l1": 0.3}
     for num, lam in enumerate((1, 10, 100)):
         summary = {"metrics": {**metrics, "val/psnr": 20.0 + num}, "epochs": 3, "wall_time_s": 1.5}
         fake_job(sweep, num, ["experiment=cifar_gan", f"model.lambda_l1={lam}"], summary)
@@ -54,7 +54,7 @@ def test_summary_tables_and_plot_from_job_folders(tmp_path):
 
     md = (sweep / "sweep_summary.md").read_text()
     assert "3 of 5 jobs completed" in md and "`experiment=cifar_gan`" in md
-    assert "| 2 | completed | 100 | 0.2 | 22 | 0.8 | 3 |" in md
+    assert "| 2 | completed | 100 | 0.2 | 22 | 0.5 | 0.8 | 3 |" in md
     assert "* job 3 (failed): Boom: line 2" in md and "* job 4 (missing): no summary.json" in md
     with Image.open(sweep / "sweep_summary.png") as plot:
         assert plot.width > 600  # one panel per metric
@@ -102,7 +102,7 @@ def test_multirun_writes_job_folders_wandb_runs_and_sweep_summary(data_dir, tmp_
     with (sweep / "sweep_summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [(r["model.lambda_l1"], r["status"]) for r in rows] == [("10", "completed"), ("inf", "failed")]
-    assert float(rows[0]["val/ssim"]) == pytest.approx(jobs[0].metrics["val/ssim"])
+    assert float(rows[0]["val/realism"]) == pytest.approx(jobs[0].metrics["val/realism"])
     assert "| 1 | failed | inf |" in (sweep / "sweep_summary.md").read_text()
     with Image.open(sweep / "sweep_summary.png") as plot:
         plot.verify()

@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from colorgan.models.layers import set_stochastic_inference
 from colorgan.models.patchgan import PatchDiscriminator, patchgan_receptive_field
 from colorgan.models.resnet_unet import PretrainedWeightsUnavailable, ResNet18UNet
 from colorgan.models.unet import UNetGenerator
@@ -43,4 +44,5 @@ __all__ = [
     "build_discriminator",
     "build_generator",
     "patchgan_receptive_field",
+    "set_stochastic_inference",
 ]

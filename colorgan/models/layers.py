@@ -87,12 +87,40 @@ def crop_center(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[..., top : top + h, left : left + w]
 
 
-def append_noise(L: torch.Tensor, noise_channels: int) -> torch.Tensor:
-    """Concatenate Gaussian noise channels with L: an explicit z, for users who want one."""
-    if noise_channels <= 0:
-        return L
-    z = torch.randn((L.shape[0], noise_channels, *L.shape[2:]), device=L.device, dtype=L.dtype)
-    return torch.cat([L, z], dim=1)
+class NoiseChannels(nn.Module):
+    """Appends ``n`` Gaussian-noise channels to L: an explicit z for users who want one.
+
+    Random while the module is in train mode; zeros (z's mean) in eval mode, unless stochastic
+    inference puts it back in train mode (:func:`set_stochastic_inference`), as it does dropout.
+    """
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        if self.n <= 0:
+            return L
+        shape = (L.shape[0], self.n, *L.shape[2:])
+        z = torch.randn(shape, device=L.device, dtype=L.dtype) if self.training else L.new_zeros(shape)
+        return torch.cat([L, z], dim=1)
+
+
+STOCHASTIC_MODULES = (nn.Dropout, NoiseChannels)
+
+
+def set_stochastic_inference(net: nn.Module, stochastic: bool) -> nn.Module:
+    """Eval mode for inference; with ``stochastic``, dropout and noise inputs stay random (pix2pix's test time).
+
+    Off, every prediction of an image is the same (dropout off, z = 0): what scores and exports
+    need. On, each call samples another colouring from the generator's noise.
+    """
+    net.eval()
+    if stochastic:
+        for module in net.modules():
+            if isinstance(module, STOCHASTIC_MODULES):
+                module.train()
+    return net
 
 
 def unet_depth_for(image_size: int, max_depth: int = 8) -> int:

@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 
 from colorgan.models.layers import (
-    append_noise,
+    NoiseChannels,
     cat_channels,
     crop_center,
     init_pix2pix_weights,
@@ -88,6 +88,7 @@ class ResNet18UNet(nn.Module):
         if image_size < 32:
             raise ValueError(f"resnet18_unet halves the image 5 times and needs image_size >= 32, got {image_size}")
         self.noise_channels = noise_channels
+        self.noise = NoiseChannels(noise_channels)
         resnet = torchvision.models.resnet18(weights=None)
         stem_in = in_channels + noise_channels
         stem = nn.Conv2d(stem_in, 64, 7, 2, 3, bias=False)
@@ -111,7 +112,7 @@ class ResNet18UNet(nn.Module):
             init_pix2pix_weights(decoder_part)
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        x0, size = pad_to_multiple(append_noise(L, self.noise_channels), 32)
+        x0, size = pad_to_multiple(self.noise(L), 32)
         s1 = self.stem(x0)
         s2 = self.layer1(s1)
         s3 = self.layer2(s2)

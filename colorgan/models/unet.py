@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from colorgan.models.layers import (
-    append_noise,
+    NoiseChannels,
     cat_channels,
     crop_center,
     init_pix2pix_weights,
@@ -48,6 +48,7 @@ class UNetGenerator(nn.Module):
                 "lower the depth or leave it null to derive it from the image size"
             )
         self.noise_channels = noise_channels
+        self.noise = NoiseChannels(noise_channels)
         use_bias = norm != "batch"
         channels = [min(ngf * 2**i, ngf * 8) for i in range(self.depth)]
 
@@ -87,7 +88,7 @@ class UNetGenerator(nn.Module):
         init_pix2pix_weights(self)
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        x, size = pad_to_multiple(append_noise(L, self.noise_channels), 2**self.depth)
+        x, size = pad_to_multiple(self.noise(L), 2**self.depth)
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
