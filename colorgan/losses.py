@@ -24,7 +24,12 @@ class GANLoss:
         return F.mse_loss(logits, target)
 
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(loss, loss on real, loss on fake); halved as in pix2pix so D learns slower than G."""
+        """(loss, loss on real, loss on fake); the mean of the two terms, as pix2pix's ``* 0.5``.
+
+        The factor does not slow D down, whatever pix2pix's comment says: Adam's update is invariant
+        to a constant scale of the loss (up to its eps), so it only puts the logged value on the
+        scale of one term. D's pace is set by ``model.lr_d`` (and the D/G step ratio).
+        """
         if self.mode == "hinge":
             real = F.relu(1.0 - real_logits.float()).mean()
             fake = F.relu(1.0 + fake_logits.float()).mean()

@@ -61,14 +61,14 @@ def test_evaluation_scores_the_pixels_colorize_writes(data_dir, ckpt, tmp_path):
     assert np.array_equal(written, scored)
 
 
-def test_validation_metrics_are_evaluations_metrics(data_dir, ckpt):
+def test_validation_metrics_are_evaluations_metrics(data_dir, ckpt, tmp_path):
     """val/<name> during training and <name> in evaluate.py: the same numbers for the same images."""
     dm = cifar(data_dir)
     generator, hparams = load_generator(ckpt)
     module = ColorizationModule(**hparams)
     module.generator.load_state_dict(generator.state_dict())
     dm.val_dataloader = dm.test_dataloader  # validate on the test split that evaluation scores
-    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
     logged = trainer.validate(module, datamodule=dm, verbose=False)[0]
     candidates = [Candidate("gray", None), Candidate("model", generator)]
     evaluated = run_evaluation(candidates, dm, torch.device("cpu"), per_class=False)
@@ -105,13 +105,15 @@ class DropoutModes(Callback):
         self.modes |= {m.training for m in pl_module.generator.modules() if isinstance(m, torch.nn.Dropout)}
 
 
-def test_validation_follows_stochastic_inference(data_dir):
+def test_validation_follows_stochastic_inference(data_dir, tmp_path):
     dm = cifar(data_dir)
     dm.val_dataloader = dm.test_dataloader
     for stochastic in (False, True):
         module = ColorizationModule(generator=TINY_UNET, lambda_gan=0.0, stochastic_inference=stochastic)
         modes = DropoutModes()
-        trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[modes])
+        trainer = Trainer(
+            accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[modes], default_root_dir=tmp_path
+        )
         trainer.validate(module, datamodule=dm, verbose=False)
         assert modes.modes == {stochastic}
 
