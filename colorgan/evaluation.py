@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from colorgan.checkpoint import load_generator
+from colorgan.color import AB_SCALE
 from colorgan.data.datasets import drop_skipped
 from colorgan.fid import FeatureStats, FrechetReference, build_inception, find_inception_weights
 from colorgan.metrics import (
@@ -33,6 +34,7 @@ from colorgan.metrics import (
     lpips_backbone_url,
     lpips_per_image,
 )
+from colorgan.models import set_stochastic_inference
 from colorgan.probe import TRAIN_COMMAND, ProbeError, ProbeNet, load_probe
 from colorgan.report import format_table, write_report
 from colorgan.visualize import make_grid, save_image_atomic
@@ -62,6 +64,8 @@ PROTOCOL = {
     "images (the semantic test of Zhang et al. 2016)",
     "per_class": "the same per-image values averaged within each class label; the count-weighted mean of the "
     "per-class values equals the overall value",
+    "diversity_ab": "how much the generator's noise changes its colours: two predictions of each test image with "
+    "dropout and noise inputs on (stochastic inference), mean |ab_1 - ab_2| per pixel in Lab units, mean over images",
 }
 
 
@@ -76,6 +80,17 @@ class Candidate:
         if self.generator is None:
             return torch.zeros((L.shape[0], 2, *L.shape[2:]), device=L.device)
         return self.generator(L).float()
+
+    def diversity(self, L: torch.Tensor) -> torch.Tensor:
+        """Mean |ab_1 - ab_2| (Lab units) per image between two stochastic predictions of the same L."""
+        modes = {m: m.training for m in self.generator.modules()}
+        set_stochastic_inference(self.generator, True)
+        try:
+            first, second = self.predict_ab(L), self.predict_ab(L)
+        finally:
+            for module, training in modes.items():
+                module.training = training
+        return (first - second).abs().flatten(1).mean(dim=1) * AB_SCALE
 
 
 @dataclass
@@ -185,6 +200,7 @@ def run_evaluation(
     num_samples: int = 8,
     backends: Backends | None = None,
     per_class: bool = True,
+    diversity: bool = False,
 ) -> dict[str, Any]:
     """Per-image metrics of every candidate over the data module's test split (and set-level FIDs)."""
     backends = backends or Backends()
@@ -223,6 +239,9 @@ def run_evaluation(
             row = values[cand.name]
             for name, fn in PER_IMAGE_METRICS.items():
                 row[name].append(fn(pred, truth).float().cpu())
+            if diversity:  # gray has no noise: 0
+                spread = cand.diversity(L) if cand.generator is not None else torch.zeros(len(L), device=L.device)
+                row["diversity_ab"].append(spread.cpu())
             if backends.lpips is not None:
                 row["lpips"].append(lpips_per_image(backends.lpips, pred.rgb, truth.rgb).cpu())
             if backends.probe is not None:
@@ -306,6 +325,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         cfg.get("num_samples", 8),
         backends=backends,
         per_class=per_class_mode != "false",
+        diversity=bool(ecfg.get("diversity", False)),
     )
     loop_seconds = time.time() - loop_start
     if out["per_class"] is None and per_class_mode != "false":
@@ -319,6 +339,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         + [("truth", out["samples"]["truth"])]
     )
     grid_path = save_image_atomic(grid, output_dir / "samples.png")
+    if ecfg.get("samples_out"):  # e.g. the README's picture: docs/cifar10_samples.png
+        save_image_atomic(grid, Path(str(ecfg.samples_out)).expanduser())
     metric_names = list(next(iter(out["results"].values())))
     split = datamodule.split_description("test") if hasattr(datamodule, "split_description") else "test"
     protocol = {

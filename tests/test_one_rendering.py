@@ -125,3 +125,16 @@ def test_export_refuses_a_stochastic_generator_unless_told_to_fix_it(tmp_path, c
     assert "--deterministic" in capsys.readouterr().err and not out.exists()
     assert export_main(["--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out), "--deterministic"]) == 0
     assert out.exists()  # and verified against the deterministic PyTorch generator
+
+
+def test_diversity_says_whether_the_generator_uses_its_noise(data_dir, tmp_path):
+    dm = cifar(data_dir)
+    torch.manual_seed(0)
+    noisy = ColorizationModule(generator={**TINY_UNET, "dropout": 0.0, "noise_channels": 2}, lambda_gan=0.0)
+    quiet = ColorizationModule(generator={**TINY_UNET, "dropout": 0.0}, lambda_gan=0.0)
+    noisy.generator.eval(), quiet.generator.eval()  # as load_generator hands them over
+    candidates = [Candidate("gray", None), Candidate("noisy", noisy.generator), Candidate("quiet", quiet.generator)]
+    results = run_evaluation(candidates, dm, torch.device("cpu"), per_class=False, diversity=True)["results"]
+    assert results["gray"]["diversity_ab"] == 0 == results["quiet"]["diversity_ab"]  # nothing random in them
+    assert results["noisy"]["diversity_ab"] > 0
+    assert not noisy.generator.training  # measured in stochastic mode, then put back
