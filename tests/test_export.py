@@ -139,3 +139,18 @@ def test_failures_leave_no_file_and_exit_2(tmp_path, capsys):
 def test_help_documents_the_tensors():
     text = build_parser().format_help()
     assert "(B, 1, H, W)" in text and "(B, 2, H, W)" in text and "L*/50 - 1" in text and "/110" in text
+
+
+def test_compact_export_is_a_half_size_checkpoint_that_colorize_and_evaluate_read(tmp_path):
+    ckpt = save_checkpoint({"name": "unet", "image_size": 32, "ngf": 8}, tmp_path / "full.ckpt")
+    out = tmp_path / "compact.ckpt"
+    assert main(["--ckpt", str(ckpt), "--format", "compact", "--out", str(out)]) == 0
+    full, _ = load_generator(ckpt)
+    compact, hparams = load_generator(out)
+    assert hparams["generator"]["ngf"] == 8 and not hparams["stochastic_inference"]
+    weights = torch.load(out, map_location="cpu", weights_only=True)["state_dict"]
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
+    L = torch.rand(2, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert (compact(L) - full(L)).abs().max() < 1.5e-2  # fp16 weights: within about one Lab unit
+    assert out.stat().st_size < 0.6 * sum(v.numel() * 4 for v in weights.values())
