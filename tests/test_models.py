@@ -142,3 +142,17 @@ def test_channels_last_generator_and_discriminator_match_nchw(name):
     torch.testing.assert_close(loss_cl, loss_nchw)
     for g_cl, g_nchw in zip(grads_cl, grads_nchw, strict=True):
         torch.testing.assert_close(g_cl, g_nchw)
+
+
+def test_a_noise_vector_is_one_z_per_image_tiled_over_it():
+    from colorgan.models.layers import NoiseChannels
+
+    L = torch.zeros(3, 1, 8, 8)
+    z = NoiseChannels(4, "vector")(L)[:, 1:]
+    assert z.shape == (3, 4, 8, 8)
+    assert torch.equal(z, z[:, :, :1, :1].expand_as(z))  # constant over the image
+    assert not torch.equal(z[0], z[1])  # a new z per image
+    pixel = NoiseChannels(4, "pixel")(L)[:, 1:]
+    assert not torch.equal(pixel, pixel[:, :, :1, :1].expand_as(pixel))
+    with pytest.raises(ValueError, match=r"model\.generator\.noise"):
+        NoiseChannels(1, "global")

@@ -2,6 +2,7 @@
 
 from colorgan.data.cifar10 import DataNotFoundError
 from colorgan.data.datamodule import CIFAR10DataModule, ColorizationDataModule, FolderDataModule
+from colorgan.data.imagenette import ImagenetteDataModule
 from colorgan.data.images import BadImageError, load_image, load_rgb
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "ColorizationDataModule",
     "DataNotFoundError",
     "FolderDataModule",
+    "ImagenetteDataModule",
     "load_image",
     "load_rgb",
 ]

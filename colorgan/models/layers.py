@@ -87,22 +87,33 @@ def crop_center(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[..., top : top + h, left : left + w]
 
 
+NOISE_KINDS = ("pixel", "vector")
+
+
 class NoiseChannels(nn.Module):
     """Appends ``n`` Gaussian-noise channels to L: an explicit z for users who want one.
 
-    Random while the module is in train mode; zeros (z's mean) in eval mode, unless stochastic
-    inference puts it back in train mode (:func:`set_stochastic_inference`), as it does dropout.
+    ``kind="pixel"``: independent noise at every pixel. ``kind="vector"``: one z of ``n`` numbers
+    per image, tiled over it (the "random noise vector" of conditional GANs), which can only choose
+    image-wide variations such as a palette. Random while the module is in train mode; zeros (z's
+    mean) in eval mode, unless stochastic inference puts it back in train mode
+    (:func:`set_stochastic_inference`), as it does dropout.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, kind: str = "pixel") -> None:
         super().__init__()
-        self.n = n
+        if kind not in NOISE_KINDS:
+            raise ValueError(f"model.generator.noise must be one of {NOISE_KINDS}, got {kind!r}")
+        self.n, self.kind = n, kind
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         if self.n <= 0:
             return L
-        shape = (L.shape[0], self.n, *L.shape[2:])
-        z = torch.randn(shape, device=L.device, dtype=L.dtype) if self.training else L.new_zeros(shape)
+        b, _, h, w = L.shape
+        if not self.training:
+            return torch.cat([L, L.new_zeros((b, self.n, h, w))], dim=1)
+        size = (b, self.n, h, w) if self.kind == "pixel" else (b, self.n, 1, 1)
+        z = torch.randn(size, device=L.device, dtype=L.dtype).expand(b, self.n, h, w)
         return torch.cat([L, z], dim=1)
 
 

@@ -83,12 +83,13 @@ class ResNet18UNet(nn.Module):
         norm: str = "batch",
         dropout: float = 0.0,
         noise_channels: int = 0,
+        noise: str = "pixel",
     ) -> None:
         super().__init__()
         if image_size < 32:
             raise ValueError(f"resnet18_unet halves the image 5 times and needs image_size >= 32, got {image_size}")
         self.noise_channels = noise_channels
-        self.noise = NoiseChannels(noise_channels)
+        self.noise = NoiseChannels(noise_channels, noise)
         resnet = torchvision.models.resnet18(weights=None)
         stem_in = in_channels + noise_channels
         stem = nn.Conv2d(stem_in, 64, 7, 2, 3, bias=False)

@@ -38,6 +38,7 @@ class UNetGenerator(nn.Module):
         dropout_blocks: int = 3,
         depth: int | None = None,
         noise_channels: int = 0,
+        noise: str = "pixel",
     ) -> None:
         super().__init__()
         self.depth = depth if depth is not None else unet_depth_for(image_size)
@@ -48,7 +49,7 @@ class UNetGenerator(nn.Module):
                 "lower the depth or leave it null to derive it from the image size"
             )
         self.noise_channels = noise_channels
-        self.noise = NoiseChannels(noise_channels)
+        self.noise = NoiseChannels(noise_channels, noise)
         use_bias = norm != "batch"
         channels = [min(ngf * 2**i, ngf * 8) for i in range(self.depth)]
 
