@@ -159,12 +159,34 @@ def _first_problem(err: RuntimeError) -> str:
     return detail if len(detail) < 300 else detail[:300] + " ..."
 
 
+def widen_for_noise_inputs(weights: dict[str, torch.Tensor], generator: nn.Module) -> dict[str, torch.Tensor]:
+    """Give a generator trained on L alone the input filters of extra noise channels, set to zero.
+
+    So ``model.init_from`` can start a ``model.generator.noise_channels`` run from an L1-pretrained
+    generator: at first it computes exactly what it was given and ignores z; training decides
+    whether z gets used.
+    """
+    target = generator.state_dict()
+    widened = dict(weights)
+    for key, value in weights.items():
+        want = target.get(key)
+        if want is None or value.dim() != 4 or want.shape == value.shape:
+            continue
+        if want.shape[0] == value.shape[0] and want.shape[2:] == value.shape[2:] and want.shape[1] > value.shape[1]:
+            extra = value.new_zeros((value.shape[0], want.shape[1] - value.shape[1], *value.shape[2:]))
+            widened[key] = torch.cat([value, extra], dim=1)
+    return widened
+
+
 def load_generator_weights(generator: nn.Module, path: str | Path) -> None:
     """``model.init_from``: copy a checkpoint's generator into ``generator`` (weights only)."""
     ckpt = load_checkpoint(path)
+    weights = generator_state(ckpt, path)
+    if getattr(generator, "noise_channels", 0):
+        weights = widen_for_noise_inputs(weights, generator)
     _load_weights(
         generator,
-        generator_state(ckpt, path),
+        weights,
         path,
         "model.generator",
         "use the same model.generator settings as the run that wrote it",

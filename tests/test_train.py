@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorgan.checkpoint import CheckpointError, load_checkpoint
+from colorgan.checkpoint import CheckpointError, load_checkpoint, load_generator
 from colorgan.training import build, train
 from tests.conftest import CONF, train_overrides
 
@@ -79,3 +79,25 @@ def test_resume_restores_both_optimizers_and_schedulers(make_cfg, tmp_path):
     assert len(trainer.lr_scheduler_configs) == 2
     assert all(cfg.scheduler.last_epoch == 2 * steps_per_epoch for cfg in trainer.lr_scheduler_configs)
     assert trainer.current_epoch == 2
+
+
+def test_a_noise_input_run_starts_from_a_pretrained_generator_that_ignores_z_at_first(make_cfg, tmp_path):
+    ckpt = pretrain(make_cfg, tmp_path / "pre")
+    cfg = make_cfg(
+        train_overrides(
+            "cifar_gan",
+            f"model.init_from={ckpt}",
+            "model.generator.noise_channels=2",
+            "model.generator.noise=vector",
+            "model.generator.dropout=0",
+        ),
+        output_dir=tmp_path / "gan",
+    )
+    _, model, _ = build(cfg)
+    model.setup("fit")
+    pretrained, _ = load_generator(ckpt)
+    L = torch.rand(2, 1, 32, 32) * 2 - 1
+    model.generator.train()  # z random
+    model.generator.apply(lambda m: m.eval() if isinstance(m, torch.nn.BatchNorm2d) else None)
+    with torch.no_grad():
+        torch.testing.assert_close(model.generator(L), pretrained(L), atol=1e-5, rtol=0)
