@@ -1,0 +1,36 @@
+"""python -m colorgan.curves: validation curves of run folders."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from colorgan.curves import main, read_epoch_metrics
+
+
+def write_metrics(run, rows: list[dict[str, str]]) -> None:
+    (run / "csv").mkdir(parents=True)
+    header = ["epoch", "step", "train/g_l1_step", "val/psnr_gain", "val/realism"]
+    lines = [",".join(header)] + [",".join(r.get(h, "") for h in header) for r in rows]
+    (run / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_curves_read_one_value_per_epoch_and_plot_them(tmp_path):
+    run = tmp_path / "cifar_gan"
+    write_metrics(
+        run,
+        [
+            {"epoch": "0", "step": "10", "train/g_l1_step": "0.1"},
+            {"epoch": "0", "step": "20", "val/psnr_gain": "-0.5", "val/realism": "2.0"},
+            {"epoch": "1", "step": "40", "val/psnr_gain": "0.25", "val/realism": "1.5"},
+        ],
+    )
+    series = read_epoch_metrics(run)
+    assert series["val/psnr_gain"] == [(0, -0.5), (1, 0.25)] and "train/g_l1_step" not in series
+    assert main([str(run), "--out", str(tmp_path / "c.png")]) == 0
+    with Image.open(tmp_path / "c.png") as image:
+        assert image.width > 2 * image.height  # one panel per metric found
+
+
+def test_a_folder_without_metrics_is_named(tmp_path, capsys):
+    assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "c.png")]) == 2
+    assert "nothing/csv/metrics.csv not found" in capsys.readouterr().err
