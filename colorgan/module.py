@@ -23,6 +23,11 @@ from colorgan.visualize import make_grid, save_image_atomic
 log = logging.getLogger(__name__)
 
 
+# The reconstruction term weighted by lambda_l1: pix2pix's L1 (the median colour: sharper, more
+# saturated), or L2 (the mean colour: what PSNR rewards, more desaturated).
+RECON_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
+
+
 class NonFiniteLossError(RuntimeError):
     """Too many optimizer steps in a row had a NaN or infinite loss."""
 
@@ -75,6 +80,7 @@ class ColorizationModule(LightningModule):
         stochastic_inference: bool = False,
         realism_metric: str = "auto",
         realism_probe: str | None = None,
+        recon_loss: str = "l1",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full Hydra config is logged instead
@@ -82,6 +88,9 @@ class ColorizationModule(LightningModule):
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator) if lambda_gan > 0 and discriminator else None
         self.gan_loss = GANLoss(gan_mode)
+        if recon_loss not in RECON_LOSSES:
+            raise ValueError(f"model.recon_loss must be one of {sorted(RECON_LOSSES)}, got {recon_loss!r}")
+        self.recon_loss = RECON_LOSSES[recon_loss]
         # val/<name>: the per-image metrics of evaluate.py, on the same rendered uint8 pictures
         self.val_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in PER_IMAGE_METRICS})
         self.val_psnr_gray = MeanMetric()  # the gray baseline on the same images: the PSNR guard's bar
@@ -232,7 +241,8 @@ class ColorizationModule(LightningModule):
                     g_gan = self.gan_loss.generator(self.discriminator(L, fake))
             else:
                 g_gan = torch.zeros((), device=L.device)
-            g_loss = self.hparams.lambda_gan * g_gan + self.hparams.lambda_l1 * g_l1
+            g_rec = g_l1 if self.recon_loss is F.l1_loss else self.recon_loss(fake.float(), ab)
+            g_loss = self.hparams.lambda_gan * g_gan + self.hparams.lambda_l1 * g_rec
             if not self._optimizer_step(opt_g, g_loss):
                 all_good = False
                 self._count_bad_step("generator", g_loss, self._g_buffers)

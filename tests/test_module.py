@@ -250,3 +250,18 @@ def test_a_skipped_g_step_undoes_only_gs_statistics(make_cfg):
     assert not changed(g0, g1), "G skipped its step: its parameters and statistics are as before the batch"
     d_stats = [k for k in d0 if "running" in k]
     assert changed({k: d0[k] for k in d_stats}, {k: d1[k] for k in d_stats}), "D's step was taken: keep its statistics"
+
+
+def test_the_l2_reconstruction_term_is_the_squared_error(make_cfg):
+    """With lambda_gan=0 the G loss is lambda * MSE(G(L), ab) for recon_loss=l2 (and lambda * L1 for l1)."""
+    losses = {}
+    for recon in ("l1", "l2"):
+        cfg = make_cfg(train_overrides("cifar_pretrain", f"model.recon_loss={recon}", "model.lambda_l1=10"))
+        _, model, _ = build(cfg)
+        L, ab = torch.rand(2, 1, 32, 32) * 2 - 1, (torch.rand(2, 2, 32, 32) - 0.5) * 0.4
+        fake = model.generator(L).float()
+        losses[recon] = (10 * model.recon_loss(fake, ab)).item(), 10 * (fake - ab).abs().mean().item()
+    assert losses["l1"][0] == pytest.approx(losses["l1"][1])
+    assert losses["l2"][0] < losses["l1"][0]  # |x| < 0.5 everywhere: x^2 < |x|
+    with pytest.raises(ValueError, match=r"model\.recon_loss"):
+        ColorizationModule(generator={"name": "unet", "image_size": 32, "ngf": 8}, recon_loss="huber")
