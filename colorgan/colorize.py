@@ -29,6 +29,7 @@ import itertools
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,17 +37,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from torch import nn
 from tqdm import tqdm
 
 from colorgan.checkpoint import CheckpointError, load_generator
 from colorgan.color import keep_lightness_rgb, rgb_to_lab_normalized, to_uint8
-from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, find_images, load_image, split_alpha
+from colorgan.data import images as image_io
+from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images, split_alpha
+from colorgan.places import OutputPlaceError, check_output_folder
 
 MODES = ("full", "tiles")
 OUTPUT_SUFFIX = ".png"
 COLLISION_MARK = "_colorized"
+OUTPUT_MARK = "colorgan-colorize"  # PNG text key on every output, its value the input's name: how outputs are known
 STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution steps: ~1 MB per float32 plane
 PENDING_PIXELS = 64_000_000  # the CLI colorizes its pending files once they hold this many pixels
 BATCH_PIXELS = 1 << 18  # default tiles batch: this many pixels of windows (256 windows of 32 x 32)
@@ -255,6 +259,7 @@ class Inputs:
 
     jobs: list[Job] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    earlier_outputs: int = 0  # files this command wrote before (they carry OUTPUT_MARK): never inputs
 
 
 def _glob_base(pattern: str) -> Path:
@@ -271,12 +276,30 @@ def _is_inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
+def is_earlier_output(path: Path) -> bool:
+    """A PNG that colorize wrote (its text holds :data:`OUTPUT_MARK`): never an input, replaced by a new run.
+
+    Only the PNG header is read. Marking the files themselves works wherever they lie, whatever
+    ``--out`` the earlier run had, and names no file that a manifest could lose track of.
+    """
+    if path.suffix.lower() != OUTPUT_SUFFIX or not path.is_file():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.format == "PNG" and OUTPUT_MARK in im.info
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return False  # not readable, so not ours: reading it as an input reports why
+
+
 def collect_inputs(inputs: Iterable[str], out_dir: Path) -> Inputs:
     """Expand files, folders (recursive) and globs into jobs; each source file appears once.
 
     A file is named by its own name, a folder's images by their path inside the folder, a glob's
-    matches by their path below the glob's fixed leading folders. Images already under ``out_dir``
-    are skipped when ``out_dir`` lies inside an input folder, so re-running never colorizes outputs.
+    matches by their path below the glob's fixed leading folders. Earlier outputs (see
+    :func:`is_earlier_output`) are counted, not queued, so re-running never colorizes outputs;
+    when ``out_dir`` lies inside an input folder, nothing under it is queued either.
     """
     result = Inputs()
     seen: set[Path] = set()
@@ -288,8 +311,12 @@ def collect_inputs(inputs: Iterable[str], out_dir: Path) -> Inputs:
         if out_inside_base and _is_inside(source, out_resolved):
             return  # an earlier output: --out lies inside this input folder
         key = source.resolve()
-        if key not in seen:
-            seen.add(key)
+        if key in seen:
+            return
+        seen.add(key)
+        if is_earlier_output(source):
+            result.earlier_outputs += 1
+        else:
             result.jobs.append(Job(source, source.relative_to(base) if base is not None else Path(source.name)))
 
     for item in inputs:
@@ -339,9 +366,10 @@ def _candidate_names(relative: Path) -> Iterator[Path]:
 def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeOutputPath]:
     """Output path of every job: ``<out>/<relative path>`` with the suffix ``.png``.
 
-    A name that another job already has, or that is one of the input files, is replaced by the
-    next of :func:`_candidate_names` that is free, so no input is ever overwritten
-    (``a.jpg`` and ``a.png`` -> ``a.png`` and ``a_png.png``).
+    A name is free when no other job has it, it is no input, and nothing is there but an earlier
+    output (replaced); otherwise the next of :func:`_candidate_names` is tried. So no input and no
+    file colorize did not write is ever overwritten (``a.jpg`` and ``a.png`` -> ``a.png`` and
+    ``a_png.png``), and the same inputs get the same names on every run.
     """
     sources = {job.source.resolve() for job in jobs}
     taken: set[Path] = set()
@@ -350,7 +378,7 @@ def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeO
         try:
             for name in _candidate_names(job.relative):
                 target = safe_output_path(out_dir, name)
-                if target not in taken and target not in sources:
+                if target not in taken and target not in sources and _replaceable(target):
                     break
         except UnsafeOutputPath as err:
             plan[job] = err
@@ -360,12 +388,25 @@ def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeO
     return plan
 
 
-def save_png_atomic(image: Image.Image, path: Path) -> None:
-    """Write a PNG through a temporary file and a rename: an interrupted run leaves no half file."""
+def _replaceable(target: Path) -> bool:
+    """Nothing is at ``target``, or an earlier output that the new one replaces."""
+    return not (target.exists() or target.is_symlink()) or is_earlier_output(target)
+
+
+def _mark(source_name: str) -> PngImagePlugin.PngInfo:
+    """The PNG text that marks an output, naming its input (undecodable bytes of a name escaped)."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(OUTPUT_MARK, os.fsencode(source_name).decode("utf-8", "backslashreplace"))
+    return info
+
+
+def save_png_atomic(image: Image.Image, path: Path, source_name: str) -> None:
+    """Write a marked PNG through a temporary file and a rename: an interrupted run leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        image.save(tmp, format="PNG", compress_level=1)  # photos barely compress further; 1 is ~3x faster than 6
+        # photos barely compress further; level 1 is ~3x faster than 6
+        image.save(tmp, format="PNG", compress_level=1, pnginfo=_mark(source_name))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -386,22 +427,27 @@ EPILOG = f"""\
 inputs: image files, folders (searched recursively) and globs ("photos/**/*.jpg"); from folders and
   globs, the files ending in {" ".join(IMAGE_EXTENSIONS)}.
   Gray, RGB, RGBA, palette, 16-bit and EXIF-rotated images are read; a colour photo is
-  re-colorized from its L. The output is upright and has the input's size.
+  re-colorized from its L. The output is upright and has the input's size, except that a JPEG
+  above {image_io.MAX_DECODED_PIXELS / 1e6:g} MP is decoded (as in training) at 1/2, 1/4 or 1/8 scale
+  and colorized at that size, noted on stderr; other formats above that are refused.
 
 outputs: <out>/<name>.png, 8-bit RGB, or RGBA when the input has transparency (alpha kept).
   <name> is a file's own name, the path inside a given folder, or the path below a glob's fixed
-  folders, with its suffix replaced by .png (PNG is lossless and keeps alpha). If that name is
-  another input's output or an input file itself, the suffix is kept (a.jpg -> a_jpg.png) and then
-  "{COLLISION_MARK}" appended until the name is free: inputs are never overwritten, even with --out
-  equal to the input folder; other files already in --out (earlier outputs) are replaced. Images
-  under --out are not read when --out is inside an input folder. Names that would leave --out
-  (through symlinks) are refused.
+  folders, with its suffix replaced by .png (PNG is lossless and keeps alpha). Every output
+  carries the PNG text "{OUTPUT_MARK}: <input name>": files with that mark are earlier outputs,
+  never read as inputs (wherever they lie) and replaced by the next run. No other file is ever
+  overwritten: if the name is another input's output, an input itself or a file colorize did
+  not write, the suffix is kept (a.jpg -> a_jpg.png) and then "{COLLISION_MARK}" appended until
+  the name is free; the same inputs get the same names on every run, even with --out equal to the
+  input folder. Images under --out are not read when --out is inside an input folder. Names that
+  would leave --out (through symlinks) are refused.
 
 modes: full (default) predicts ab on a SIZE x SIZE copy and upsamples it bilinearly onto the
   full-resolution L; tiles runs overlapping SIZE x SIZE windows at full resolution and blends them.
 
 exit status: 0 all written; 1 some inputs failed (each named on stderr, the rest still written);
-  2 nothing could run (bad checkpoint, device or arguments).
+  2 nothing could run (bad checkpoint, device or arguments, or --out is a file or cannot be
+  written: checked before the model is loaded).
 """
 
 
@@ -430,6 +476,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _fail(message: str) -> None:
     tqdm.write(f"colorgan-colorize: {message}", file=sys.stderr)
+
+
+def _note(message: str) -> None:
+    tqdm.write(f"colorgan-colorize: note: {message}", file=sys.stderr)
+
+
+def _earlier(count: int) -> str:
+    return f"{count} earlier output{'s' if count != 1 else ''} of colorgan-colorize (PNGs marked {OUTPUT_MARK!r})"
+
+
+def _reduced(source: Path, decoded: image_io.DecodedImage) -> str:
+    width, height = decoded.rgb.size
+    return (
+        f"{source} holds more than the {image_io.MAX_DECODED_PIXELS / 1e6:g} MP decoded at once; "
+        f"colorized at 1/{decoded.scale} scale, {width} x {height}"
+    )
 
 
 def colorize_files(
@@ -465,7 +527,7 @@ def colorize_files(
             if alpha is not None:
                 out.putalpha(alpha)
             try:
-                save_png_atomic(out, plan[job])  # type: ignore[arg-type]
+                save_png_atomic(out, plan[job], job.relative.as_posix())  # type: ignore[arg-type]
                 written += 1
             except OSError as err:
                 fail(f"{job.source}: cannot write {plan[job]}: {err}")
@@ -478,7 +540,10 @@ def colorize_files(
             try:
                 if isinstance(target, UnsafeOutputPath):
                     raise target
-                pending.append((job, *load_image(job.source)))
+                decoded = decode_image(job.source)
+                if decoded.scale > 1:
+                    _note(_reduced(job.source, decoded))
+                pending.append((job, decoded.rgb, decoded.alpha))
             except BadImageError as err:
                 fail(f"skipped: {err}")
                 bar.update(1)
@@ -503,6 +568,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail("--overlap is a fraction of the window in [0, 1)")
         return 2
     try:
+        check_output_folder(args.out)
+    except OutputPlaceError as err:
+        _fail(str(err))
+        return 2
+    try:
         device = pick_device(args.device)
         generator, hparams = load_generator(args.ckpt, device)
     except (CheckpointError, ValueError, RuntimeError) as err:
@@ -517,12 +587,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = [f"{item}: no such file or folder, and no image matches it" for item in inputs.missing]
     for message in failures:
         _fail(message)
+    if inputs.earlier_outputs:
+        _note(f"not reading {_earlier(inputs.earlier_outputs)} (outputs are never inputs)")
     settings = {"size": size, "mode": args.mode, "batch_size": args.batch_size, "overlap": args.overlap}
     written, errors = colorize_files(generator, inputs.jobs, plan_outputs(inputs.jobs, args.out), **settings)
     failures += errors
     total = len(inputs.jobs) + len(inputs.missing)
     if total == 0:
-        _fail(f"no images in {' '.join(args.inputs)}")
+        only = f" but {_earlier(inputs.earlier_outputs)}" if inputs.earlier_outputs else ""
+        _fail(f"no images in {' '.join(args.inputs)}{only}")
     summary = f"colorized {written} of {total} inputs into {args.out}"
     print(summary + (f"; {len(failures)} failed (listed above)" if failures else ""), file=sys.stderr)
     return 1 if failures or total == 0 else 0

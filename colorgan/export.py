@@ -35,8 +35,10 @@ import torch
 from torch import nn
 
 from colorgan.checkpoint import CheckpointError, load_generator
+from colorgan.places import check_output_file
 
 FORMATS = ("onnx", "torchscript", "compact")
+EXAMPLE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt", "compact": "model.ckpt"}
 INPUT_NAME, OUTPUT_NAME = "L", "ab"
 TOLERANCE = 1e-4
 # compact stores fp16 weights: the ab it predicts differs from fp32's by up to about one Lab unit
@@ -189,6 +191,8 @@ the exported model:
   colorgan.json). The output is run and compared with PyTorch (within {TOLERANCE}) before it is kept.
   TorchScript is deprecated by PyTorch; prefer ONNX for new deployments.
 
+--out is checked first: a folder, or a place that cannot be written, fails before any work.
+
 exit status: 0 written and verified; 2 failed (nothing written).
 """
 
@@ -220,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Export --ckpt to --out; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        check_output_file(args.out, example=EXAMPLE_NAMES[args.format])
         generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False)
         if hparams.get("stochastic_inference") and not args.deterministic:
             raise ExportError(

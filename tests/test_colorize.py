@@ -32,10 +32,12 @@ from colorgan.colorize import (
     safe_output_path,
     window_starts,
 )
+from colorgan.data import images as image_files
 from colorgan.models import build_generator
 from colorgan.module import ColorizationModule
 from colorgan.training import train
 from tests.conftest import ROOT, smooth_images, train_overrides
+from tests.places import unwritable_folder
 
 TINY_UNET = {"name": "unet", "image_size": 32, "ngf": 8}
 
@@ -332,24 +334,44 @@ def digest(folder: Path) -> dict[Path, str]:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
 
 
-def test_cli_with_out_equal_to_the_input_folder_never_overwrites(ckpt, tmp_path, capsys):
-    src = tmp_path / "photos"
+def write_photo_folder(src: Path) -> dict[Path, str]:
+    """Inputs whose output names meet them: a.png (-> a_png.png), b.jpg (-> b.png), sub/c.png; their digests."""
     (src / "sub").mkdir(parents=True)
     Image.fromarray(photo(20, 16, seed=1)).save(src / "a.png")
     Image.fromarray(photo(20, 16, seed=2)).save(src / "b.jpg")
     Image.fromarray(photo(20, 16, seed=3)).convert("L").save(src / "sub" / "c.png")
-    originals = digest(src)
+    return digest(src)
 
-    assert run_cli(src, "--ckpt", ckpt, "--out", src, "--device", "cpu") == 0, capsys.readouterr().err
-    after = digest(src)
-    assert {p: after[p] for p in originals} == originals
-    assert set(after) - set(originals) == {src / "a_png.png", src / "b.png", src / "sub" / "c_png.png"}
 
-    # a second run sees the outputs as inputs too, and still overwrites nothing
-    assert run_cli(src, "--ckpt", ckpt, "--out", src, "--device", "cpu") == 0, capsys.readouterr().err
-    again = digest(src)
-    assert {p: again[p] for p in after} == after
-    assert len(again) == 2 * len(after)
+@pytest.mark.parametrize("out", ["the input folder", "."])
+def test_cli_with_out_equal_to_the_input_folder_replaces_its_own_outputs(ckpt, tmp_path, capsys, monkeypatch, out):
+    src = tmp_path / "photos"
+    originals = write_photo_folder(src)
+    if out == ".":
+        monkeypatch.chdir(src)
+    args = (".", "--ckpt", ckpt, "--out", ".") if out == "." else (src, "--ckpt", ckpt, "--out", src)
+    outputs = {src / "a_png.png": "a.png", src / "b.png": "b.jpg", src / "sub" / "c_png.png": "sub/c.png"}
+    for run in range(3):
+        assert run_cli(*args, "--device", "cpu") == 0, capsys.readouterr().err
+        assert "colorized 3 of 3" in capsys.readouterr().err, run
+        after = digest(src)
+        assert {p: after[p] for p in originals} == originals  # inputs untouched
+        assert set(after) == set(originals) | set(outputs), run  # one output per input, replaced each run
+    for path, source in outputs.items():
+        assert Image.open(path).info["colorgan-colorize"] == source  # the mark that tells outputs apart
+
+
+def test_cli_never_overwrites_a_file_it_did_not_write(ckpt, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    Image.fromarray(photo(12, 10, seed=1)).save(src / "a.jpg")
+    Image.fromarray(photo(12, 10, seed=2)).save(out / "a.png")  # the user's own picture, no mark
+    theirs = (out / "a.png").read_bytes()
+    for _ in range(2):
+        assert run_cli(src, "--ckpt", ckpt, "--out", out) == 0, capsys.readouterr().err
+    assert (out / "a.png").read_bytes() == theirs
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_jpg.png"]
 
 
 def test_cli_output_folder_inside_the_input_folder_is_not_read_back(ckpt, tmp_path, capsys):
@@ -362,12 +384,13 @@ def test_cli_output_folder_inside_the_input_folder_is_not_read_back(ckpt, tmp_pa
         assert run_cli(src, "--ckpt", ckpt, "--out", out) == 0
         assert "colorized 3 of 3" in capsys.readouterr().err
     assert sorted(p.name for p in out.rglob("*.png")) == ["p0.png", "p1.png", "p2.png"]
-    # the same through a glob; and an output folder that contains the input folder reads it all
+    # the same through a glob; and an output folder that contains the input folder: outputs are never inputs
     assert run_cli(src / "*.png", "--ckpt", ckpt, "--out", out) == 0
     assert "colorized 3 of 3" in capsys.readouterr().err
     assert run_cli(src, "--ckpt", ckpt, "--out", tmp_path) == 0
-    assert "colorized 6 of 6" in capsys.readouterr().err
-    assert (tmp_path / "colorized" / "p0.png").is_file()  # photos/colorized/p0.png, named inside photos/
+    err = capsys.readouterr().err
+    assert "colorized 3 of 3" in err and "3 earlier outputs" in err, err
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
 
 
 def test_cli_refuses_to_write_through_a_symlink_out_of_the_folder(ckpt, tmp_path, capsys):
@@ -397,6 +420,42 @@ def test_cli_errors_that_stop_the_run(ckpt, tmp_path, capsys):
         assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", tmp_path / "o", "--device", "cuda") == 2
         assert "CUDA" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the command gets as far as loading the model."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr("colorgan.colorize.load_generator", refuse)
+
+
+def test_cli_checks_out_before_loading_the_model(ckpt, tmp_path, capsys, monkeypatch):
+    Image.fromarray(photo(8, 8)).save(tmp_path / "a.png")
+    no_model(monkeypatch)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    for out, words in ((a_file, "is a file"), (a_file / "sub", "is a file")):
+        assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert str(out) in err and words in err and "Traceback" not in err, err
+    locked = unwritable_folder(tmp_path)
+    for out in (locked, locked / "new"):
+        assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert str(out) in err and "cannot write" in err, err
+    assert a_file.read_text() == "not a folder"
+
+
+def test_cli_colorizes_a_jpeg_above_the_pixel_cap_at_reduced_scale(ckpt, tmp_path, capsys, monkeypatch):
+    Image.fromarray(photo(200, 150)).save(tmp_path / "big.jpg", quality=90)
+    monkeypatch.setattr(image_files, "MAX_DECODED_PIXELS", 10_000)  # 30,000 pixels: above it, half of it fits
+    out = tmp_path / "out"
+    assert run_cli(tmp_path / "big.jpg", "--ckpt", ckpt, "--out", out) == 0
+    err = capsys.readouterr().err
+    assert "1/2 scale" in err and "save it as JPEG" not in err, err
+    assert Image.open(out / "big.png").size == (100, 75)
 
 
 def test_entry_points_and_module_run():

@@ -17,6 +17,7 @@ from colorgan.checkpoint import load_generator
 from colorgan.export import ExportError, build_parser, export_generator, main, verify
 from colorgan.models import build_generator
 from colorgan.module import ColorizationModule
+from tests.places import unwritable_folder
 
 GENERATORS = {
     "unet": {"name": "unet", "image_size": 32, "ngf": 8},  # 5 levels: pads to a multiple of 32, dropout 0.5
@@ -154,3 +155,20 @@ def test_compact_export_is_a_half_size_checkpoint_that_colorize_and_evaluate_rea
     with torch.no_grad():
         assert (compact(L) - full(L)).abs().max() < 1.5e-2  # fp16 weights: within about one Lab unit
     assert out.stat().st_size < 0.6 * sum(v.numel() * 4 for v in weights.values())
+
+
+def test_out_is_checked_before_the_export_work(tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the checkpoint was loaded before --out was checked")
+
+    monkeypatch.setattr("colorgan.export.load_generator", refuse)
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    assert main(["--ckpt", str(tmp_path / "model.ckpt"), "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder" in err and str(folder / "model.onnx") in err, err
+    locked = unwritable_folder(tmp_path)
+    for out in (locked / "model.onnx", locked / "new" / "model.onnx"):
+        assert main(["--ckpt", str(tmp_path / "model.ckpt"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert str(out) in err and "cannot write" in err, err

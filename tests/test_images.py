@@ -123,3 +123,17 @@ def test_tiny_and_strip_images_fill_the_crop(messy):
     dataset = FolderDataset([messy / "tiny.png", messy / "strip.png"], image_size=64)
     for i in range(2):
         assert dataset[i]["rgb"].shape == (3, 64, 64)
+
+
+def test_jpeg_above_the_pixel_cap_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
+    """Training and colorize alike: a JPEG too big to decode whole is decoded at 1/2, 1/4 or 1/8 scale."""
+    Image.new("RGB", (400, 300), (200, 120, 40)).save(tmp_path / "big.jpg")
+    monkeypatch.setattr(images, "MAX_DECODED_PIXELS", 10_000)  # 120,000 pixels; a quarter side fits
+    decoded = images.decode_image(tmp_path / "big.jpg")
+    assert decoded.rgb.size == (100, 75) and decoded.scale == 4
+    assert load_rgb(tmp_path / "big.jpg").size == (100, 75)
+    assert images.decode_image(tmp_path / "big.jpg", max_side=20).scale == 8  # max_side asks for less still
+    monkeypatch.setattr(images, "MAX_DECODED_PIXELS", 1_000)  # not even 1/8 scale fits
+    with pytest.raises(BadImageError, match=r"even at 1/8 scale") as info:
+        load_image(tmp_path / "big.jpg")
+    assert "save it as JPEG" not in str(info.value)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -14,10 +16,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", "
 # 12000 x 9000 scan. PIL refuses a header beyond twice this (500 MP) before decoding anything.
 Image.MAX_IMAGE_PIXELS = 250_000_000
 
-# The most pixels decoded at once. JPEGs are decoded at a reduced draft scale first (1/2 to
-# 1/8), so only formats without a draft mode (PNG, TIFF, WebP, BMP) meet this cap in practice:
-# a 12000 x 9000 PNG (108 MP, ~324 MB as RGB) is decoded and downscaled; larger ones are refused.
+# The most pixels decoded at once. A bigger JPEG is decoded at a reduced draft scale (1/2 to
+# 1/8), so only formats without a draft mode (PNG, TIFF, WebP, BMP) are refused beyond it:
+# a 12000 x 9000 PNG (108 MP, ~324 MB as RGB) is decoded whole; larger ones are refused.
 MAX_DECODED_PIXELS = 150_000_000
+JPEG_FORMATS = ("JPEG", "MPO")  # MPO: the JPEG with extra frames that many cameras write
 
 _TRANSPOSE_FOR_ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -102,30 +105,60 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"
 
 
-def load_image(path: str | Path, max_side: int | None = None) -> tuple[Image.Image, Image.Image | None]:
-    """Decode ``path`` to (8-bit RGB, alpha or None), upright per EXIF, first frame of animations.
+class DecodedImage(NamedTuple):
+    """An image file decoded to 8-bit RGB, its alpha (or None), and the JPEG decoding scale."""
 
-    ``max_side`` bounds memory for huge photos: JPEGs are decoded at a reduced draft scale,
-    anything still larger is shrunk by an integer factor straight after decoding, then
-    resized to at most ``max_side``. Nothing beyond :data:`MAX_DECODED_PIXELS` is decoded.
+    rgb: Image.Image
+    alpha: Image.Image | None
+    scale: int  # a JPEG decoded at 1/scale of its stored size (1: full size; always 1 for other formats)
+
+
+def _jpeg_scale(width: int, height: int, max_side: int | None) -> int:
+    """How much to shrink a JPEG while decoding it: 1, 2, 4 or 8, the factors of PIL's ``draft``.
+
+    Enough to stay under :data:`MAX_DECODED_PIXELS`; with ``max_side``, as much as still leaves
+    both sides at least ``max_side`` (what ``draft`` itself picks for that size).
+    """
+    scales = (1, 2, 4, 8)
+    fits = next((s for s in scales if math.ceil(width / s) * math.ceil(height / s) <= MAX_DECODED_PIXELS), 8)
+    wanted = 1 if max_side is None else max(s for s in scales if s == 1 or s <= min(width, height) // max_side)
+    return max(fits, wanted)
+
+
+def _too_many_pixels(im: Image.Image, scale: int) -> str:
+    cap = f"{MAX_DECODED_PIXELS / 1e6:g} MP"
+    if im.format in JPEG_FORMATS:
+        return f"{im.width} x {im.height} pixels even at 1/{scale} scale is more than the {cap} decoded at once"
+    return (
+        f"{im.width} x {im.height} pixels is more than the {cap} decoded at once; downscale it, "
+        "or save it as JPEG (decoded at 1/2 to 1/8 scale when too big)"
+    )
+
+
+def decode_image(path: str | Path, max_side: int | None = None) -> DecodedImage:
+    """Decode ``path`` to 8-bit RGB and alpha, upright per EXIF, first frame of animations.
+
+    Memory stays bounded for huge photos: a JPEG is decoded at a reduced draft scale (1/2 to 1/8)
+    when ``max_side`` allows it or when it would hold more than :data:`MAX_DECODED_PIXELS`; other
+    formats beyond that are refused. With ``max_side``, anything still larger is shrunk by an
+    integer factor straight after decoding, then resized to at most ``max_side``.
     Every failure becomes :class:`BadImageError` naming the file.
     """
     path = Path(path)
+    scale = 1
     try:
         if path.stat().st_size == 0:
             raise BadImageError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                if max_side is not None and im.format == "JPEG":
-                    im.draft("RGB", (max_side, max_side))  # decodes at 1/2, 1/4 or 1/8 scale
+                im.seek(0)  # first frame of GIF/APNG/multi-page TIFF/MPO, before the draft sets its size
+                if im.format in JPEG_FORMATS:
+                    scale = _jpeg_scale(im.width, im.height, max_side)
+                    if scale > 1:
+                        im.draft("RGB", (max(1, im.width // scale), max(1, im.height // scale)))
                 if im.width * im.height > MAX_DECODED_PIXELS:
-                    raise BadImageError(
-                        path,
-                        f"{im.width} x {im.height} pixels is more than the {MAX_DECODED_PIXELS / 1e6:g} MP "
-                        "decoded at once; downscale it or save it as JPEG (decoded at reduced scale)",
-                    )
-                im.seek(0)  # first frame of GIF/APNG/multi-page TIFF
+                    raise BadImageError(path, _too_many_pixels(im, scale))
                 im.load()
                 orientation = _orientation(im)
                 img = _to_8bit(im)
@@ -145,7 +178,13 @@ def load_image(path: str | Path, max_side: int | None = None) -> tuple[Image.Ima
         img = img.transpose(_TRANSPOSE_FOR_ORIENTATION[orientation])
     if max_side is not None and max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return split_alpha(img)
+    return DecodedImage(*split_alpha(img), scale)
+
+
+def load_image(path: str | Path, max_side: int | None = None) -> tuple[Image.Image, Image.Image | None]:
+    """:func:`decode_image` as (8-bit RGB, alpha or None)."""
+    rgb, alpha, _ = decode_image(path, max_side)
+    return rgb, alpha
 
 
 def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
