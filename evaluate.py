@@ -1,6 +1,7 @@
 """Evaluate checkpoints on a test split: python evaluate.py ckpt_path=PATH [data=...] [eval.probe_weights=...]
 
-Writes metrics.json, report.md, samples.png and per_class.png into the run folder.
+Writes metrics.json, report.md, samples.png and per_class.png into the run folder. A mistake (a missing
+checkpoint, missing data or weights) prints one message and exits with code 1; debug=true shows the traceback.
 """
 
 import os
@@ -12,11 +13,12 @@ import hydra
 from omegaconf import DictConfig
 
 from colorgan.evaluation import evaluate
+from colorgan.tracking import run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    run_task(evaluate, cfg)  # a known mistake: one message, exit code 1, no half-made run folder left
 
 
 if __name__ == "__main__":

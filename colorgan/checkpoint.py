@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
+import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ from colorgan.models import build_generator, set_stochastic_inference
 
 # Lightning's own names for ``trainer.fit(ckpt_path=...)``, resolved by Lightning itself.
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+# resolved by ``resolve_resume_path`` before Lightning sees them
+RESUME_KEYWORDS = ("last", "last_or_new")
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -96,28 +101,130 @@ def _remove_stale_tmp_files(path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (PyTorch >= 1.6)
+PICKLE_PROTOCOLS = range(2, 6)  # older torch.save: a pickle stream, b"\x80" then its protocol
+# Words of PyTorch's weights-only unpickler when a pickle names code (a class, a function to call)
+UNSAFE_WORDS = ("GLOBAL", "unrecognized function", "allowlisted")
+
+
 def load_checkpoint(path: str | Path, map_location: Callable | str | torch.device | None = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain data only, never code."""
+    """Load a checkpoint with ``weights_only=True``: tensors and plain data only, never code.
+
+    The file is recognised before it is unpickled, so a folder, an image or random bytes are called
+    what they are, and only a pickle that names code is reported as unsafe.
+    """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt file from a training run")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); use another checkpoint, e.g. an earlier epoch")
+    _check_checkpoint_file(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # says to file an issue with torch
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"refused to load {path}: it holds objects other than tensors and plain data, which could run "
-            f"code when unpickled ({str(err).splitlines()[0]}). Only load checkpoints written by colorgan."
-        ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {str(err).splitlines()[0]}); "
-            "use another checkpoint, e.g. last.ckpt or an earlier epoch"
-        ) from err
+        raise _unpickling_error(path, err) from err
+    except MemoryError:
+        raise
+    except Exception as err:  # a damaged archive or stream fails in many ways: RuntimeError, EOFError, KeyError...
+        raise _corrupt(path, err) from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a colorgan checkpoint")
     return ckpt
+
+
+def _check_checkpoint_file(path: Path) -> None:
+    """Raise :class:`CheckpointError` saying what ``path`` is, unless it starts like a file torch.save writes."""
+    if path.is_dir():
+        raise CheckpointError(_folder_message(path))
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt file from a training run")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
+    if not head:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); use another checkpoint, e.g. an earlier epoch")
+    if head.startswith(ZIP_MAGIC):
+        _check_torch_archive(path)
+    elif not (len(head) > 1 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS):
+        raise CheckpointError(
+            f"{path} is not a checkpoint: it holds {_kind_of(head)}, not the zip archive that torch.save writes; "
+            "pass a .ckpt file from a training run"
+        )
+
+
+def _check_torch_archive(path: Path) -> None:
+    """A zip archive is a checkpoint only if it holds the ``<name>/data.pkl`` that torch.save writes."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise _corrupt(path, err) from err
+    if not any(name.endswith("/data.pkl") for name in names):
+        raise CheckpointError(
+            f"{path} is not a checkpoint: it is a zip archive without the data.pkl that torch.save writes; "
+            "pass a .ckpt file from a training run"
+        )
+
+
+def _kind_of(head: bytes) -> str:
+    """What the first bytes of a file suggest it is, in words."""
+    if head.startswith(b"\x89PNG"):
+        return "a PNG image"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "a JPEG image"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "data of an unknown kind"
+    return "text" if all(c.isprintable() or c.isspace() for c in text) else "data of an unknown kind"
+
+
+def _folder_message(folder: Path) -> str:
+    """A folder given as a checkpoint: name the .ckpt files inside it, ``last.ckpt`` first."""
+    found = sorted(
+        {*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt"), *folder.glob("*/checkpoints/*.ckpt")},
+        key=lambda p: (len(p.parts), p.name != "last.ckpt", str(p)),
+    )
+    if not found:
+        return (
+            f"checkpoint {folder} is a folder, not a file, and holds no .ckpt file (in it, its checkpoints/ or "
+            "its subfolders' checkpoints/); pass the path of a .ckpt file from a training run"
+        )
+    listing = ", ".join(p.name for p in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    return f"checkpoint {folder} is a folder, not a file; did you mean {found[0]}? (it holds {listing})"
+
+
+def _corrupt(path: Path, err: BaseException) -> CheckpointError:
+    detail = type(err).__name__ + (f": {str(err).splitlines()[0]}" if str(err).strip() else "")
+    return CheckpointError(
+        f"checkpoint {path} is truncated or corrupt ({detail}); "
+        "use another checkpoint, e.g. last.ckpt or an earlier epoch"
+    )
+
+
+def _unpickler_reason(err: pickle.UnpicklingError) -> str:
+    """The weights-only unpickler's own finding, without PyTorch's advice around it.
+
+    That advice (set ``weights_only=False``, allowlist the class) would run the code we refuse.
+    """
+    text = str(err).split("Check the documentation of torch.load")[0].rsplit("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    reason = lines[-1].removeprefix("Weights only load failed. ") if lines else type(err).__name__
+    return reason.split(" Please use `torch.serialization")[0]
+
+
+def _unpickling_error(path: Path, err: pickle.UnpicklingError) -> CheckpointError:
+    """Unsafe if the pickle names code; otherwise a pickle that is not (or no longer) a checkpoint."""
+    reason = _unpickler_reason(err)
+    if any(word in reason for word in UNSAFE_WORDS):
+        return CheckpointError(
+            f"refused to load {path}: it holds objects other than tensors and plain data, which could run "
+            f"code when unpickled ({reason}). Only load checkpoints written by colorgan."
+        )
+    return CheckpointError(
+        f"{path} is not a checkpoint, or a damaged one: PyTorch cannot read the pickle in it ({reason}); "
+        "use another checkpoint, e.g. last.ckpt or an earlier epoch"
+    )
 
 
 def generator_state(ckpt: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
@@ -216,6 +323,49 @@ def load_generator(
     if stochastic is None:
         stochastic = bool(hparams.get("stochastic_inference", False))
     return set_stochastic_inference(generator.to(device), stochastic), hparams
+
+
+def newest_last_checkpoint(folders: Iterable[Path]) -> Path | None:
+    """The newest ``last*.ckpt`` in ``folders``: what Lightning's ``ckpt_path="last"`` would pick."""
+    found = [p for folder in folders if folder.is_dir() for p in folder.glob("last*.ckpt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _newest_other_run(runs_dir: Path | None, run_dir: Path) -> Path | None:
+    """The run folder beside ``run_dir`` with the newest ``checkpoints/last*.ckpt``, for the hint."""
+    if runs_dir is None or not runs_dir.is_dir():
+        return None
+    found = [p for p in runs_dir.glob("*/checkpoints/last*.ckpt") if p.parent.parent.resolve() != run_dir.resolve()]
+    return max(found, key=lambda p: p.stat().st_mtime).parent.parent if found else None
+
+
+def resolve_resume_path(
+    ckpt_path: str | Path | None, checkpoint_dirs: list[Path], run_dir: Path, runs_dir: Path | None = None
+) -> str | None:
+    """``ckpt_path`` as the file ``trainer.fit`` resumes from, or None to start afresh.
+
+    ``last`` is the newest ``last*.ckpt`` in this run's checkpoint folders and an error when there is
+    none: asking to resume never silently starts over. ``last_or_new`` starts afresh then (for
+    pre-emptible machines, where the same command starts a job and resumes it). Any other value is
+    passed on as it is.
+    """
+    if ckpt_path is None or str(ckpt_path) not in RESUME_KEYWORDS:
+        return None if ckpt_path is None else str(ckpt_path)
+    found = newest_last_checkpoint(checkpoint_dirs)
+    if found is not None:
+        log.info("ckpt_path=%s: resuming from %s", ckpt_path, found)
+        return str(found)
+    searched = ", ".join(str(d) for d in checkpoint_dirs)
+    if str(ckpt_path) == "last_or_new":
+        log.info("ckpt_path=last_or_new: no last*.ckpt in %s; starting a new run", searched)
+        return None
+    other = _newest_other_run(runs_dir, run_dir)
+    example = f" (the newest run of this task with one: hydra.run.dir={other})" if other else ""
+    raise CheckpointError(
+        f"ckpt_path=last: no last*.ckpt in {searched}, so there is nothing to resume in the run folder {run_dir}. "
+        f"To resume a run, name its folder: hydra.run.dir=<run folder> ckpt_path=last{example}. To resume when a "
+        "checkpoint exists and start a new run otherwise (e.g. on pre-emptible machines), use ckpt_path=last_or_new."
+    )
 
 
 def check_resume_checkpoint(path: str | Path, model: nn.Module) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from omegaconf import DictConfig
 
 from colorgan.data.datasets import BAD_IMAGE_POLICIES
@@ -23,10 +25,37 @@ def _is_number(value: object) -> bool:
 
 
 def _number(cfg: DictConfig, prefix: str, key: str, low: float, strict: bool = False) -> None:
-    """``prefix.key`` is a number >= low (> low when ``strict``); a string from a typo is caught too."""
+    """``prefix.key`` is a finite number >= low (> low when ``strict``); a typo's string, inf and nan are caught."""
     value = cfg.get(key)
-    ok = _is_number(value) and (value > low if strict else value >= low)
-    _require(ok, f"{prefix}.{key}", value, f"it must be a number {'>' if strict else '>='} {low:g}")
+    ok = _is_number(value) and math.isfinite(value) and (value > low if strict else value >= low)
+    _require(ok, f"{prefix}.{key}", value, f"it must be a finite number {'>' if strict else '>='} {low:g}")
+
+
+def _check_image_size(cfg: DictConfig) -> None:
+    """One image size: what the data delivers, and the generator is built for exactly that."""
+    size = cfg.data.image_size
+    _require(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 2,
+        "data.image_size",
+        size,
+        "it must be an int >= 2",
+    )
+    if str(cfg.data.get("_target_", "")).endswith("CIFAR10DataModule"):
+        _require(
+            size == 32,
+            "data.image_size",
+            size,
+            "CIFAR-10 images are 32 x 32 and are used as they are (no resize); leave data.image_size at 32, "
+            "or use data=folder or data=imagenette for other sizes",
+        )
+    built_for = cfg.model.generator.get("image_size")
+    _require(
+        built_for is None or built_for == size,
+        "model.generator.image_size",
+        built_for,
+        f"the generator must be built for the images the data delivers (data.image_size={size}); leave it at "
+        "${data.image_size} and set data.image_size instead",
+    )
 
 
 def _int(cfg: DictConfig, prefix: str, key: str, low: int) -> None:
@@ -63,13 +92,8 @@ def check_config(cfg: DictConfig) -> None:
             data.on_bad_image,
             f"choose one of {list(BAD_IMAGE_POLICIES)}",
         )
+    _check_image_size(cfg)
     size = data.image_size
-    _require(
-        isinstance(size, int) and not isinstance(size, bool) and size >= 2,
-        "data.image_size",
-        size,
-        "it must be an int >= 2",
-    )
     gen = model.generator
     _require(gen.get("norm", "batch") in NORMS, "model.generator.norm", gen.get("norm"), f"choose one of {list(NORMS)}")
     if gen.name == "unet":

@@ -36,7 +36,7 @@ from colorgan.metrics import (
 )
 from colorgan.models import set_stochastic_inference
 from colorgan.probe import TRAIN_COMMAND, ProbeError, ProbeNet, load_probe
-from colorgan.report import format_table, write_report
+from colorgan.report import format_table, skipped_summary, write_report
 from colorgan.visualize import make_grid, save_image_atomic
 from colorgan.weights import WeightsUnavailable, find_weights
 
@@ -299,6 +299,15 @@ def _resize_protocol(datamodule: Any, image_size: int) -> str:
     return f"CIFAR-10 test images at their native {image_size} x {image_size}: no resize, no crop"
 
 
+def skipped_images(datamodule: Any) -> dict[str, Any] | None:
+    """The unreadable files the test split skipped, each with why; None for data that cannot have any."""
+    tally = getattr(datamodule, "skipped_images", None)
+    if tally is None:
+        return None
+    summary = tally.summary()
+    return {**summary, "reasons": [tally.reasons[f] for f in summary["files"]]}
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` (one path or a list) and the gray baseline; write the report."""
     start = time.time()
@@ -342,6 +351,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if ecfg.get("samples_out"):  # e.g. the README's picture: docs/cifar10_samples.png
         save_image_atomic(grid, Path(str(ecfg.samples_out)).expanduser())
     metric_names = list(next(iter(out["results"].values())))
+    skipped = skipped_images(datamodule)
     split = datamodule.split_description("test") if hasattr(datamodule, "split_description") else "test"
     protocol = {
         "split": split,
@@ -353,7 +363,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data": cfg.data.get("_target_"),
         "split": split,
         "num_images": out["num_images"],
-        **(datamodule.summary_fields() if hasattr(datamodule, "summary_fields") else {}),  # skipped images
+        **({"skipped_images": skipped} if skipped is not None else {}),
         "protocol": protocol,
         "backends": backends.used,
         "skipped": backends.skipped,
@@ -379,5 +389,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     table = format_table(out["results"], out["ground_truth"])
     notes = "".join(f"\n{reason}" for reason in backends.skipped.values())
-    print(f"\n{out['num_images']} test images\n{table}\n{notes}\n\nwritten to {output_dir}")
+    unread = f"\n{skipped_summary(skipped, output_dir / 'report.md')}" if skipped and skipped["count"] else ""
+    print(f"\n{out['num_images']} test images{unread}\n{table}\n{notes}\n\nwritten to {output_dir}")
     return report

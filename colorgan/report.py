@@ -35,6 +35,30 @@ def format_table(results: dict[str, dict[str, float]], ground_truth: dict[str, f
     return "\n".join(lines)
 
 
+def skipped_sentence(skipped: dict[str, Any]) -> str:
+    """How many unreadable files the test split skipped: they are in no metric."""
+    count = skipped["count"]
+    files = "image file of the test split was" if count == 1 else "image files of the test split were"
+    return f"{count} unreadable {files} skipped (not scored)"
+
+
+def skipped_summary(skipped: dict[str, Any], report_path: str | Path, shown: int = 3) -> str:
+    """For the console: the count, where each file and its reason are listed, the first few reasons."""
+    lines = [f"{skipped_sentence(skipped)}; each file and why: {report_path}"]
+    lines += [f"  {reason}" for reason in skipped["reasons"][:shown]]
+    if skipped["count"] > shown:
+        lines.append(f"  ... and {skipped['count'] - shown} more")
+    return "\n".join(lines)
+
+
+def _skipped_section(skipped: dict[str, Any]) -> str:
+    reasons = skipped["reasons"]
+    unlisted = skipped["count"] - len(reasons)
+    more = [f"- ... and {unlisted} more (the evaluation log names each one)"] if unlisted else []
+    items = "\n".join([*(f"- {reason}" for reason in reasons), *more])
+    return f"## Skipped images\n\n{skipped_sentence(skipped)}:\n\n{items}"
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -101,13 +125,15 @@ def plot_per_class(per_class: dict[str, Any], path: str | Path) -> Path:
 
 
 def render_markdown(report: dict[str, Any], plot_name: str | None) -> str:
-    """report.md: results, what was skipped and why, the probe, per-class tables and the protocol."""
+    """report.md: unreadable files skipped, results, metrics not computed and why, the probe, per-class
+    tables and the protocol."""
     parts = [
         "# Colorization evaluation",
         f"{report['num_images']} images ({report['split']}) of `{report['data']}`, scored in "
         f"{report['timing']['scoring_seconds']:.1f} s on {report['timing']['device']} "
         f"({report['timing']['images_per_second']:.0f} images/s per candidate set).",
         "Checkpoints:\n\n" + "\n".join(f"- `{p}`" for p in report["checkpoints"]),
+        *([_skipped_section(report["skipped_images"])] if (report.get("skipped_images") or {}).get("count") else []),
         "## Results\n\n`gray` is the baseline that keeps L and sets ab = 0. "
         "↑ higher is better, ↓ lower is better; colourfulness is best when closest to the ground truth's.\n\n"
         + _overall_table(report),

@@ -1,16 +1,21 @@
-"""Experiment tracking and running jobs: W&B without an account, one W&B run per Hydra job, failures recorded.
+"""Experiment tracking and running jobs: W&B without an account, one W&B run per Hydra job, CSV metrics
+that survive a resume, failures recorded.
 
 * ``wandb_logger`` (``logger=wandb``) picks W&B's mode from the config: ``auto`` is online when an
   API key is configured and offline otherwise, so a run never stops for lack of an account. The
   mode goes to ``wandb.init``; nothing is written to ``os.environ`` (Lightning's ``offline=True``
   sets ``WANDB_MODE`` for the whole process, which would leak into the next job of a multirun).
+* ``ResumableCSVLogger`` (``logger=csv``) appends to the run folder's ``csv/metrics.csv`` when a run
+  resumes there; Lightning's own deletes it.
 * ``run_task`` wraps a job: W&B is always finished (else Lightning's WandbLogger reuses the open
   run, and every job of a multirun logs into the first one), and in a multirun a failing job is
   logged and recorded in its ``summary.json`` so the other jobs and the sweep summary still run.
+  In a single run a known mistake ends with its message, not a traceback (``colorgan.failures``).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import netrc
@@ -24,14 +29,46 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from colorgan.config_checks import ConfigError
+from colorgan.failures import exit_with_message, show_traceback, user_error
+from colorgan.run_folder import settle_failed_attempt
 
 log = logging.getLogger(__name__)
 
 WANDB_MODES = ("online", "offline", "disabled", "shared")
 _MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # older spellings W&B still accepts
+
+
+# --------------------------------------------------------------------------- CSV
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing metrics.csv is continued, never deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        """Lightning deletes metrics.csv here; instead go on with its columns (new ones rewrite the header)."""
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``logger=csv``: a run resumed into its folder appends to ``csv/metrics.csv``, earlier epochs kept.
+
+    After a kill the steps between the checkpoint and the kill appear twice; the later rows are the
+    resumed run's.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _AppendingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 # --------------------------------------------------------------------------- W&B
@@ -310,13 +347,8 @@ def failure_summary(err: BaseException) -> dict[str, Any]:
     return {"status": "failed", "error": f"{type(err).__name__}: {err}".strip()[:2000], "metrics": {}}
 
 
-def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
-    """Run one job (``train``); finish W&B whatever happens.
-
-    A single run re-raises errors. In a multirun the error is logged with its traceback and
-    written to the job's summary.json, and the job returns that summary: the remaining jobs run,
-    the sweep summary lists this one as failed, and the sweep exits non-zero at the end.
-    """
+def _run_finishing_wandb(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """Run ``task``; finish W&B whatever happens, with the exit code the job ends with."""
     exit_code = 1
     try:
         check_launch(cfg)
@@ -326,15 +358,40 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
     except SystemExit as err:  # e.g. pre-emption: Lightning ends the run with SystemExit(0) after saving
         exit_code = err.code if isinstance(err.code, int) else 1
         raise
-    except Exception as err:
-        if not hydra_job()["multirun"]:
-            raise
-        log.exception("job failed; the sweep goes on with the next job")
-        summary = failure_summary(err)
-        out = cfg.get("paths", {}).get("output_dir")
-        if out and _is_rank_zero():
-            Path(out).mkdir(parents=True, exist_ok=True)
-            (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
-        return summary
     finally:
         finish_wandb(exit_code=exit_code)
+
+
+def _record_failed_job(cfg: DictConfig, err: Exception) -> dict[str, Any]:
+    """A failed job of a multirun: logged with its traceback and written to its summary.json."""
+    log.exception("job failed; the sweep goes on with the next job")
+    summary = failure_summary(err)
+    out = cfg.get("paths", {}).get("output_dir")
+    if out and _is_rank_zero():
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """Run one job (``train``, ``evaluate``); finish W&B whatever happens.
+
+    In a single run a failure that came before the work started leaves the run folder as it was
+    (``colorgan.run_folder``), and a known mistake (a config value, a path, a checkpoint) ends the
+    process with its message and exit code 1 instead of a traceback (``debug=true`` shows it). In a
+    multirun the error is logged with its traceback and written to the job's summary.json, and the
+    job returns that summary: the remaining jobs run, the sweep summary lists this one as failed,
+    and the sweep exits non-zero at the end.
+    """
+    try:
+        return _run_finishing_wandb(task, cfg)
+    except Exception as err:
+        if hydra_job()["multirun"]:
+            return _record_failed_job(cfg, err)
+        note = settle_failed_attempt()
+        shown = user_error(err)
+        if shown is None or show_traceback(cfg):
+            if note:
+                log.error(note)
+            raise
+        exit_with_message(shown, note)

@@ -1,4 +1,8 @@
-"""Build everything from the Hydra config and fit: data -> module -> trainer."""
+"""Build everything from the Hydra config and fit: data -> module -> trainer.
+
+Everything that can be checked before the first step is checked before anything is written: the
+config, the folders the run writes to, and the checkpoint a resume starts from.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,35 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from colorgan.checkpoint import AtomicCheckpointIO, check_resume_checkpoint
+from colorgan.checkpoint import AtomicCheckpointIO, check_resume_checkpoint, resolve_resume_path
 from colorgan.config_checks import check_config
 from colorgan.memory import keep_freed_memory
 from colorgan.module import ColorizationModule
 from colorgan.precision import resolve_precision
+from colorgan.run_folder import check_writable, mark_work_started
 
 log = logging.getLogger(__name__)
+
+
+class NoStepTakenError(RuntimeError):
+    """Training ran batches but skipped every optimizer step: the weights are the untrained ones."""
+
+
+class _TrainingProgress(Callback):
+    """Where this fit started (after any resume), and the moment work starts in the run folder."""
+
+    def __init__(self) -> None:
+        self.start_step = 0
+        self.start_batches = 0
+
+    def on_train_start(self, trainer: Trainer, pl_module: Any) -> None:
+        mark_work_started()  # from here a failure keeps the folder: it may hold this run's checkpoints
+        self.start_step = trainer.global_step
+        self.start_batches = _batches_done(trainer)
+
+
+def _batches_done(trainer: Trainer) -> int:
+    return trainer.fit_loop.epoch_loop.batch_progress.total.completed
 
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:
@@ -38,13 +64,48 @@ def build_module(cfg: DictConfig) -> ColorizationModule:
     return ColorizationModule(**OmegaConf.to_container(cfg.model, resolve=True))
 
 
-def build(cfg: DictConfig) -> tuple[LightningDataModule, ColorizationModule, Trainer]:
-    """Everything ``train`` needs, built from one config; tests use it to drive steps directly."""
+def output_places(cfg: DictConfig) -> dict[str, Path]:
+    """Every folder the run writes to, by the config key that sets it."""
+    places = {"paths.output_dir": Path(cfg.paths.output_dir)}
+    for group in ("callbacks", "logger"):
+        for name, entry in (cfg.get(group) or {}).items():
+            for key in ("dirpath", "save_dir"):
+                if isinstance(entry, DictConfig) and entry.get(key):
+                    places[f"{group}.{name}.{key}"] = Path(str(entry[key]))
+    return places
+
+
+def check_output_places(cfg: DictConfig) -> None:
+    """Fail before the first epoch, naming the key, rather than at the first save after it."""
+    for key, path in output_places(cfg).items():
+        check_writable(path, key)
+
+
+def checkpoint_dirs(cfg: DictConfig) -> list[Path]:
+    """The folders the checkpoint callbacks write to: where ``ckpt_path=last`` looks."""
+    dirs = dict.fromkeys(path for key, path in output_places(cfg).items() if key.endswith(".dirpath"))
+    return list(dirs) or [Path(cfg.paths.output_dir) / "checkpoints"]
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """``cfg.ckpt_path`` with ``last`` / ``last_or_new`` resolved in this run folder (see resolve_resume_path)."""
+    runs_dir = Path(cfg.paths.log_dir) / str(cfg.get("task_name", "train")) / "runs"
+    return resolve_resume_path(cfg.get("ckpt_path"), checkpoint_dirs(cfg), Path(cfg.paths.output_dir), runs_dir)
+
+
+def build(cfg: DictConfig, resume_from: str | None = None) -> tuple[LightningDataModule, ColorizationModule, Trainer]:
+    """Everything ``train`` needs, built from one config; tests use it to drive steps directly.
+
+    ``resume_from`` is checked against the model before any logger or callback writes to the run folder.
+    """
     check_config(cfg)
+    check_output_places(cfg)
     if cfg.get("seed") is not None:
         seed_everything(cfg.seed, workers=True)
     datamodule: LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = build_module(cfg)
+    if resume_from:
+        check_resume_checkpoint(resume_from, model)
     callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     trainer: Trainer = hydra.utils.instantiate(
@@ -63,10 +124,14 @@ def build(cfg: DictConfig) -> tuple[LightningDataModule, ColorizationModule, Tra
     return datamodule, model, trainer
 
 
+def _last_checkpoint(trainer: Trainer) -> str | None:
+    """last.ckpt may come from another checkpoint callback than the monitored one (LastCheckpoint)."""
+    return next((cb.last_model_path for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")), None)
+
+
 def _write_summary(trainer: Trainer, output_dir: Path, seconds: float) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
-    # last.ckpt may come from another checkpoint callback than the monitored one (LastCheckpoint)
-    last = next((cb.last_model_path for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")), None)
+    last = _last_checkpoint(trainer)
     speed = next((cb for cb in trainer.callbacks if hasattr(cb, "last_images_per_sec")), None)
     summary = {
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
@@ -88,16 +153,32 @@ def _write_summary(trainer: Trainer, output_dir: Path, seconds: float) -> dict[s
     return summary
 
 
+def check_steps_taken(trainer: Trainer, progress: _TrainingProgress) -> None:
+    """A fit that ran batches but never stepped must not end as a success with an untrained checkpoint."""
+    batches = _batches_done(trainer) - progress.start_batches
+    if batches > 0 and trainer.global_step == progress.start_step:
+        last = _last_checkpoint(trainer)
+        saved = f"; {last} holds the weights it started with" if last else ""
+        raise NoStepTakenError(
+            f"every optimizer step of this run was skipped ({batches} batches, each with a non-finite loss: see "
+            f"the warnings above), so nothing was trained{saved}. Check model.lambda_l1 and model.lambda_gan, try "
+            "a lower model.lr, model.gradient_clip_val=1.0 or trainer.precision=32-true, and check the data"
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the model described by ``cfg`` and return the run summary (metrics, checkpoints, speed)."""
     keep_freed_memory()
-    datamodule, model, trainer = build(cfg)
-    if cfg.get("ckpt_path"):
-        check_resume_checkpoint(cfg.ckpt_path, model)  # before any data is read or a step is taken
+    check_config(cfg)  # config mistakes first, then where to resume from
+    resume_from = resume_path(cfg)
+    datamodule, model, trainer = build(cfg, resume_from)
+    progress = _TrainingProgress()
+    trainer.callbacks.append(progress)
     start = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     except SIGTERMException:  # pre-empted: last.ckpt is saved; record it, then exit with code 0
         _write_summary(trainer, Path(cfg.paths.output_dir), time.perf_counter() - start)
         raise
+    check_steps_taken(trainer, progress)
     return _write_summary(trainer, Path(cfg.paths.output_dir), time.perf_counter() - start)

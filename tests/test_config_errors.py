@@ -14,6 +14,7 @@ from colorgan.config_checks import ConfigError
 from colorgan.data import DataNotFoundError
 from colorgan.evaluation import evaluate
 from colorgan.models import build_generator
+from colorgan.run_folder import OutputNotWritableError
 from colorgan.training import train
 from tests.conftest import train_overrides
 
@@ -78,6 +79,49 @@ def test_invalid_values_stop_before_any_data_is_read(make_cfg, tmp_path, experim
     with pytest.raises(ConfigError) as info:
         train(cfg)
     assert str(info.value).startswith(f"{named} is invalid: ")
+
+
+NO_DATA = ["data.download=false"]  # a check that lets a value through would find no data, never the network
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("data.image_size=3", "data.image_size=3"),  # CIFAR-10 delivers 32 x 32 whatever the config says
+        ("data.image_size=64", "data.image_size=64"),
+        ("model.generator.image_size=64", "model.generator.image_size=64"),  # follows data.image_size
+        ("model.lambda_l1=inf", "model.lambda_l1=inf"),
+        ("model.lambda_l1=nan", "model.lambda_l1=nan"),
+        ("model.lambda_gan=inf", "model.lambda_gan=inf"),
+        ("model.lr=inf", "model.lr=inf"),
+    ],
+)
+def test_settings_that_cannot_apply_are_refused_naming_the_key(make_cfg, tmp_path, override, named):
+    cfg = make_cfg([*train_overrides("cifar_pretrain", override, *NO_DATA), f"paths.data_dir={tmp_path / 'none'}"])
+    with pytest.raises(ConfigError) as info:
+        train(cfg)
+    assert str(info.value).startswith(f"{named} is invalid: ")
+
+
+def test_cifar_image_size_message_says_the_data_is_32(make_cfg, tmp_path):
+    cfg = make_cfg([*train_overrides("cifar_pretrain", "data.image_size=3", *NO_DATA), f"paths.data_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"CIFAR-10 images are 32 x 32"):
+        train(cfg)
+
+
+@pytest.mark.parametrize(
+    ("key", "below"),
+    [("callbacks.model_checkpoint.dirpath", "checkpoints"), ("logger.csv.save_dir", "logs")],
+)
+def test_unwritable_output_places_are_named_before_any_data_is_read(make_cfg, tmp_path, key, below):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where a folder should be")
+    place = blocker / below
+    overrides = train_overrides("cifar_pretrain", f"{key}={place}", *NO_DATA)
+    cfg = make_cfg([*overrides, f"paths.data_dir={tmp_path / 'none'}"], output_dir=tmp_path / "run")
+    with pytest.raises(OutputNotWritableError) as info:
+        train(cfg)
+    assert f"{key}={place}" in str(info.value) and f"{blocker} is a file" in str(info.value)
 
 
 def test_depth_message_says_what_the_image_size_allows(make_cfg):

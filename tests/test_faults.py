@@ -24,7 +24,7 @@ from colorgan.data.images import BadImageError
 from colorgan.evaluation import evaluate
 from colorgan.models import build_generator
 from colorgan.module import NonFiniteLossError
-from colorgan.training import build, train
+from colorgan.training import NoStepTakenError, build, train
 from tests.conftest import ROOT, train_overrides
 from tests.messy import UNREADABLE, gradient, write_unreadable
 
@@ -83,21 +83,48 @@ def test_worker_processes_skip_files_logged_once_by_the_main_process(messy_photo
     assert all(any(name in w for w in warnings) for name in UNREADABLE)
 
 
-def test_evaluate_on_messy_folder_scores_each_readable_image_once(make_cfg, messy_photos, tmp_path):
+def evaluate_folder(make_cfg, root: Path, out: Path) -> dict:
+    """evaluate.py on ``root`` with a tiny untrained U-Net, no optional metrics."""
     gen_cfg = {"name": "unet", "image_size": 32, "ngf": 8, "norm": "batch", "dropout": 0.5, "depth": None}
     generator = build_generator(gen_cfg)
-    ckpt = tmp_path / "tiny.ckpt"
+    ckpt = out.parent / "tiny.ckpt"
     state = {f"generator.{k}": v for k, v in generator.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": {"generator": gen_cfg}}, ckpt)
-    overrides = [f"ckpt_path={ckpt}", "device=cpu", "data=folder", f"data.root={messy_photos}", "data.image_size=32"]
+    overrides = [f"ckpt_path={ckpt}", "device=cpu", "data=folder", f"data.root={root}", "data.image_size=32"]
     overrides += ["data.num_workers=0", "eval.fid=false", "eval.lpips=false", "eval.probe=false"]
-    report = evaluate(make_cfg(overrides, config_name="eval", output_dir=tmp_path / "eval"))
+    return evaluate(make_cfg(overrides, config_name="eval", output_dir=out))
+
+
+def test_evaluate_on_messy_folder_scores_each_readable_image_once(make_cfg, messy_photos, tmp_path):
+    report = evaluate_folder(make_cfg, messy_photos, tmp_path / "eval")
     n_files = len([p for p in (messy_photos / "test").iterdir() if p.is_file()])
     assert report["num_images"] == n_files - len(UNREADABLE)  # the test/ folder, not val/
-    assert report["skipped_images"] == {
-        "count": len(UNREADABLE),
-        "files": sorted(str(messy_photos / "test" / name) for name in UNREADABLE),
-    }
+    bad = sorted(str(messy_photos / "test" / name) for name in UNREADABLE)
+    assert report["skipped_images"]["count"] == len(UNREADABLE) and report["skipped_images"]["files"] == bad
+
+
+def test_evaluate_says_what_it_skipped_and_why_in_the_report_and_the_printout(make_cfg, messy_photos, tmp_path, capsys):
+    evaluate_folder(make_cfg, messy_photos, tmp_path / "eval")
+    said = f"{len(UNREADABLE)} unreadable image files of the test split were skipped (not scored)"
+    printed = capsys.readouterr().out
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert said in printed and said in report
+    for name, words in UNREADABLE.items():  # each file and why, where people look
+        line = next(line for line in report.splitlines() if name in line)
+        assert words in line, line
+    assert "report.md" in printed.split(said)[1].splitlines()[0]  # the printout says where the reasons are
+
+
+def test_all_unreadable_test_split_is_named_in_the_error(make_cfg, tmp_path):
+    root = tmp_path / "photos"
+    for split in ("train", "val"):
+        (root / split).mkdir(parents=True)
+        for name in ("a.png", "b.png"):
+            Image.fromarray(gradient()).save(root / split / name)
+    write_unreadable(root / "test")
+    with pytest.raises(DataNotFoundError) as info:
+        evaluate_folder(make_cfg, root, tmp_path / "eval")
+    assert f"in {root / 'test'} could be read" in str(info.value) and str(root / "val") not in str(info.value)
 
 
 def test_folder_without_one_readable_image_stops_before_training(make_cfg, tmp_path):
@@ -160,6 +187,15 @@ def test_nan_batches_skip_their_steps_and_too_many_in_a_row_stop_the_run(make_cf
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
     for name, value in model.state_dict().items():  # nothing moved after it either
         assert torch.equal(value, ckpt["state_dict"][name]), name
+
+
+def test_a_run_whose_every_step_was_skipped_does_not_end_as_a_success(make_cfg, tmp_path):
+    """Fewer bad batches than max_bad_steps: the run would end normally with an untrained model."""
+    poison = ["+callbacks.poison._target_=tests.test_faults.PoisonBatches", "+callbacks.poison.from_epoch=0"]
+    overrides = train_overrides("cifar_pretrain", "trainer.max_epochs=1", *SHORT, *poison)
+    with pytest.raises(NoStepTakenError, match=r"every optimizer step of this run was skipped \(3 batches"):
+        train(make_cfg(overrides, output_dir=tmp_path))
+    assert not (tmp_path / "summary.json").exists()  # no summary of a successful run
 
 
 # ------------------------------------------------------------------------------- killed while saving

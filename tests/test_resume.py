@@ -1,10 +1,12 @@
 """Resume and reproducibility: a train.py killed mid-epoch (SIGKILL) continues from its step
 checkpoint with ``ckpt_path=last``, optimizers, schedulers and counters included; the same seed
-with ``trainer.deterministic=true`` gives the same losses."""
+with ``trainer.deterministic=true`` gives the same losses. Resuming keeps the run's history (metrics,
+each attempt's config); a wrong resume changes nothing; asking to resume never silently starts over."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +17,9 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from colorgan.training import build
+from colorgan.checkpoint import CheckpointError, load_checkpoint
+from colorgan.training import build, train
+from tests.cli import csv_rows, files_of, output, run_script
 from tests.conftest import ROOT, train_overrides
 
 BATCHES_PER_EPOCH = 6  # 48 training images of the tiny CIFAR, batch 8
@@ -153,3 +157,116 @@ def test_same_seed_and_deterministic_give_the_same_losses(make_cfg, tmp_path, re
     assert len(first) == 3
     assert first == again  # bit for bit: init, data order, flips and dropout all follow the seed
     assert first != other
+
+
+# ------------------------------------------------------------------------ resuming keeps history
+PRETRAIN = [*train_overrides("cifar_pretrain"), "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1"]
+SHORT = ["trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory) -> Path:
+    """A 2-epoch cifar_pretrain run made by train.py, as a user makes one (copied by each test)."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    overrides = [*PRETRAIN, "trainer.max_epochs=2", f"paths.data_dir={data_dir}", f"hydra.run.dir={run}"]
+    result = run_script("train.py", *overrides)
+    assert result.returncode == 0, output(result)[-4000:]
+    return run
+
+
+def logged_epochs(run: Path) -> set[int]:
+    return {int(float(row["epoch"])) for row in csv_rows(run / "csv" / "metrics.csv") if row.get("epoch")}
+
+
+def test_resumed_run_keeps_earlier_metrics_and_each_attempts_config(finished_run, data_dir, tmp_path):
+    run = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    assert logged_epochs(run) == {0, 1}
+    earlier = [r for r in csv_rows(run / "csv" / "metrics.csv") if r.get("val/l1_ab")]
+    first_overrides = (run / ".hydra" / "overrides.yaml").read_text()
+    first_config = (run / ".hydra" / "config.yaml").read_text()
+
+    # as the README says: the same folder, a longer run, ckpt_path=last
+    resume = [*PRETRAIN, "trainer.max_epochs=3", f"paths.data_dir={data_dir}", f"hydra.run.dir={run}", "ckpt_path=last"]
+    result = run_script("train.py", *resume)
+    assert result.returncode == 0, output(result)[-4000:]
+
+    assert logged_epochs(run) == {0, 1, 2}  # epochs 0-1 are still there, epoch 2 appended
+    kept = [r for r in csv_rows(run / "csv" / "metrics.csv") if r.get("val/l1_ab")]
+    assert [r["val/l1_ab"] for r in kept[: len(earlier)]] == [r["val/l1_ab"] for r in earlier]
+    assert len(kept) == len(earlier) + 1
+    # each attempt's Hydra config is kept: .hydra/ is the latest, .hydra/attempt_1/ the first
+    assert (run / ".hydra" / "attempt_1" / "overrides.yaml").read_text() == first_overrides
+    assert (run / ".hydra" / "attempt_1" / "config.yaml").read_text() == first_config
+    assert "ckpt_path=last" in (run / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_resuming_with_another_experiment_changes_nothing_in_the_folder(finished_run, data_dir, tmp_path):
+    run = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    before = files_of(run)
+    wrong = [*train_overrides("cifar_gan"), f"paths.data_dir={data_dir}", f"hydra.run.dir={run}", "ckpt_path=last"]
+    result = run_script("train.py", *wrong)
+    text = output(result)
+    assert result.returncode == 1, text[-4000:]
+    assert f"checkpoint {run / 'checkpoints' / 'last.ckpt'} was written by a different model" in text
+    assert "Traceback" not in text and "Missing key" not in text
+    assert files_of(run) == before  # metrics.csv, .hydra/*.yaml, checkpoints: all as they were, nothing added
+
+
+def test_ckpt_path_last_without_a_checkpoint_stops_and_says_how_to_point_at_the_run(make_cfg, tmp_path):
+    run = tmp_path / "run"
+    cfg = make_cfg(train_overrides("cifar_pretrain", "ckpt_path=last", *SHORT), output_dir=run)
+    with pytest.raises(CheckpointError) as info:
+        train(cfg)
+    message = str(info.value)
+    assert f"no last*.ckpt in {run / 'checkpoints'}" in message
+    assert "hydra.run.dir=" in message and "ckpt_path=last_or_new" in message
+    assert not (run / "csv").exists() and not (run / "checkpoints").exists()  # nothing was written
+
+
+def test_forgotten_run_dir_with_ckpt_path_last_stops_and_leaves_no_new_folder(data_dir, tmp_path):
+    logs = tmp_path / "logs"
+    earlier = logs / "cifar_pretrain" / "runs" / "2020-01-01_00-00-00"
+    (earlier / "checkpoints").mkdir(parents=True)
+    (earlier / "checkpoints" / "last.ckpt").write_bytes(b"")
+    overrides = [*PRETRAIN, "trainer.max_epochs=1", f"paths.data_dir={data_dir}", f"paths.log_dir={logs}"]
+    result = run_script("train.py", *overrides, "ckpt_path=last")
+    text = output(result)
+    assert result.returncode == 1, text[-4000:]
+    assert "ckpt_path=last" in text and f"hydra.run.dir={earlier}" in text and "ckpt_path=last_or_new" in text
+    assert "Traceback" not in text
+    assert sorted(p.name for p in earlier.parent.iterdir()) == [earlier.name]  # the new timestamped folder is gone
+
+
+def test_last_or_new_starts_without_a_checkpoint_and_resumes_with_one(make_cfg, tmp_path):
+    run = tmp_path / "run"
+    overrides = train_overrides("cifar_pretrain", "ckpt_path=last_or_new", "trainer.max_epochs=1", *SHORT)
+    first = train(make_cfg(overrides, output_dir=run))
+    assert first["epochs"] == 1 and load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2
+    overrides = train_overrides("cifar_pretrain", "ckpt_path=last_or_new", "trainer.max_epochs=2", *SHORT)
+    second = train(make_cfg(overrides, output_dir=run))
+    assert second["epochs"] == 2
+    ckpt = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert (ckpt["epoch"], ckpt["global_step"]) == (1, 4)  # went on from step 2, not from 0
+
+
+class ReadMetricsFile(Callback):
+    """What a kill -9 would leave: the rows of metrics.csv on disk at a given batch."""
+
+    def __init__(self, at_batch: int) -> None:
+        self.at_batch, self.rows = at_batch, -1
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: object, batch: object, batch_idx: int
+    ) -> None:
+        if batch_idx == self.at_batch:
+            path = Path(trainer.default_root_dir) / "csv" / "metrics.csv"
+            self.rows = len(csv_rows(path)) if path.exists() else 0
+
+
+def test_metrics_reach_the_disk_at_every_logged_step(make_cfg, tmp_path):
+    cfg = make_cfg(train_overrides("cifar_pretrain", "trainer.max_epochs=1", "trainer.log_every_n_steps=1", *SHORT[2:]))
+    datamodule, model, trainer = build(cfg)
+    reader = ReadMetricsFile(at_batch=4)
+    trainer.callbacks.append(reader)
+    trainer.fit(model, datamodule=datamodule)
+    assert reader.rows >= 4  # batches 0-3 logged and flushed before batch 4 ended

@@ -65,7 +65,8 @@ def test_summary_tables_and_plot_from_job_folders(tmp_path):
 
 
 def test_multirun_writes_job_folders_wandb_runs_and_sweep_summary(data_dir, tmp_path):
-    """Two jobs: lambda_l1=10 trains; inf makes every G loss non-finite, so that job fails mid-training."""
+    """Two jobs: lambda_l1=10 trains; 1e39 passes the config check (finite) but overflows float32 times
+    the L1 loss, so every G loss is inf and that job fails mid-training (inf itself is refused up front)."""
     sweep = tmp_path / "sweep"
     overrides = [o for o in train_overrides("cifar_gan") if not o.startswith("logger=")]
     overrides += [
@@ -77,7 +78,7 @@ def test_multirun_writes_job_folders_wandb_runs_and_sweep_summary(data_dir, tmp_
         "trainer.limit_val_batches=1",
         "trainer.num_sanity_val_steps=0",
         "model.max_bad_steps=2",
-        "model.lambda_l1=10,inf",
+        "model.lambda_l1=10,1e39",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(COLORGAN_ROOT=str(ROOT), HOME=str(tmp_path), NETRC=str(tmp_path / "no-netrc"))
@@ -101,15 +102,15 @@ def test_multirun_writes_job_folders_wandb_runs_and_sweep_summary(data_dir, tmp_
     assert (jobs[0].folder / "checkpoints" / "last.ckpt").is_file()
     with (sweep / "sweep_summary.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [(r["model.lambda_l1"], r["status"]) for r in rows] == [("10", "completed"), ("inf", "failed")]
+    assert [(r["model.lambda_l1"], r["status"]) for r in rows] == [("10", "completed"), ("1e+39", "failed")]
     assert float(rows[0]["val/realism"]) == pytest.approx(jobs[0].metrics["val/realism"])
-    assert "| 1 | failed | inf |" in (sweep / "sweep_summary.md").read_text()
+    assert "| 1 | failed | 1e+39 |" in (sweep / "sweep_summary.md").read_text()
     with Image.open(sweep / "sweep_summary.png") as plot:
         plot.verify()
 
     # one W&B run per job, grouped by the sweep, each finished (the failed one with exit code 1)
     runs = [read_offline_run(next((job.folder / "wandb").glob("offline-run-*")), wait_s=30) for job in jobs]
-    assert [r.name for r in runs] == ["0-model.lambda_l1=10", "1-model.lambda_l1=inf"]
+    assert [r.name for r in runs] == ["0-model.lambda_l1=10", "1-model.lambda_l1=1e+39"]
     assert {r.group for r in runs} == {"cifar_gan-sweep"}
     assert [r.exit_code for r in runs] == [0, 1]
     assert runs[0].config["model"]["lambda_l1"] == 10 and len(runs[0].values("val/l1_ab")) == 1

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from colorgan.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint, load_generator
 from colorgan.evaluation import evaluate
@@ -105,3 +108,59 @@ def test_a_clean_checkpoint_still_loads(tmp_path):
     torch.save(generator_checkpoint(), path)
     generator, hparams = load_generator(path)
     assert not generator.training and hparams["generator"]["name"] == "unet"
+
+
+# ----------------------------------------------------------------------------- what the refusal says
+class Custom:
+    """A class of the user's own: ``torch.save`` pickles it by reference, which only a full unpickle resolves."""
+
+    def __init__(self) -> None:
+        self.value = 1
+
+
+def write_not_a_checkpoint(path: Path, kind: str) -> Path:
+    if kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(1024))
+    elif kind == "text":
+        path.write_text("model: unet\nepochs: 10\n")
+    elif kind == "png":
+        Image.new("RGB", (8, 8), (200, 30, 30)).save(path, format="PNG")
+    elif kind == "zip without data.pkl":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "hello")
+    else:  # a plain pickle, as pickle.dump writes it (protocol 4 and up are not torch.save's)
+        path.write_bytes(pickle.dumps({"state_dict": {}}, protocol=4))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "text", "png", "zip without data.pkl", "plain pickle"])
+def test_a_file_that_is_no_checkpoint_is_called_that(tmp_path, kind):
+    path = write_not_a_checkpoint(tmp_path / "model.ckpt", kind)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert f"{path} is not a checkpoint" in message, message
+    assert "could run code" not in message and "weights_only" not in message, message
+
+
+def test_a_folder_is_called_a_folder_and_its_checkpoints_are_suggested(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"is a folder.*holds no \.ckpt file"):
+        load_checkpoint(run)
+    torch.save(generator_checkpoint(), run / "checkpoints" / "last.ckpt")
+    torch.save(generator_checkpoint(), run / "checkpoints" / "epoch=3.ckpt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(run)
+    message = str(info.value)
+    assert f"{run} is a folder" in message and f"did you mean {run / 'checkpoints' / 'last.ckpt'}?" in message
+    assert "epoch=3.ckpt" in message, message
+
+
+def test_a_truly_unsafe_pickle_is_refused_without_torchs_advice_to_trust_it(tmp_path):
+    path = tmp_path / "custom.ckpt"
+    torch.save({**generator_checkpoint(), "extra": Custom()}, path)
+    with refused() as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "Custom" in message and "weights_only" not in message and "add_safe_globals" not in message, message

@@ -1,0 +1,85 @@
+"""Known mistakes (a config value, a path, a checkpoint, missing data) end a command with one clear message.
+
+The message already names the key or file and the fix, so the 15-40 lines of traceback around it
+only hide it. Unknown errors (bugs) keep their traceback; ``debug=true`` or ``HYDRA_FULL_ERROR=1``
+shows it for every error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from hydra.errors import InstantiationException
+
+import colorgan
+
+DEBUG_HINT = "run again with debug=true (or HYDRA_FULL_ERROR=1) to see the traceback"
+_PACKAGE = Path(colorgan.__file__).resolve().parent
+
+
+def _known_types() -> tuple[type[BaseException], ...]:
+    """Errors whose message says what is wrong and how to fix it (imported late: they live all over)."""
+    from colorgan.checkpoint import CheckpointError
+    from colorgan.config_checks import ConfigError
+    from colorgan.data.cifar10 import DataNotFoundError
+    from colorgan.data.images import BadImageError
+    from colorgan.module import NonFiniteLossError
+    from colorgan.probe import ProbeError
+    from colorgan.run_folder import OutputNotWritableError
+    from colorgan.training import NoStepTakenError
+    from colorgan.weights import WeightsUnavailable
+
+    return (
+        CheckpointError,
+        ConfigError,
+        DataNotFoundError,
+        BadImageError,
+        NonFiniteLossError,
+        ProbeError,
+        OutputNotWritableError,
+        NoStepTakenError,
+        WeightsUnavailable,
+    )
+
+
+def _raised_by_colorgan(err: BaseException) -> bool:
+    """Whether colorgan's own code raised ``err`` (a check on a value), not a library it called."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
+def user_error(err: BaseException) -> BaseException | None:
+    """The error to show as a message when ``err`` is a known mistake, else None (a bug: keep the traceback).
+
+    Hydra wraps what a ``_target_`` raises in an InstantiationException; the mistake is its cause.
+    """
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    if isinstance(err, _known_types()) or (isinstance(err, ValueError) and _raised_by_colorgan(err)):
+        return err
+    return None
+
+
+def show_traceback(cfg: Any) -> bool:
+    """``debug=true`` in the config, or Hydra's own switch ``HYDRA_FULL_ERROR=1``."""
+    return bool(cfg.get("debug", False)) or os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def format_message(err: BaseException, note: str | None = None) -> str:
+    """Error: what, which key or path, the fix (the error's own message); then what became of the run folder."""
+    lines = [f"Error: {err}"]
+    if note:
+        lines.append(note[0].upper() + note[1:] + ".")
+    lines.append(f"({type(err).__name__}; {DEBUG_HINT})")
+    return "\n".join(lines)
+
+
+def exit_with_message(err: BaseException, note: str | None = None) -> NoReturn:
+    """Print the message to stderr and exit with code 1."""
+    print(format_message(err, note), file=sys.stderr, flush=True)
+    raise SystemExit(1)

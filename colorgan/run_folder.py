@@ -1,0 +1,147 @@
+"""The run folder across attempts: writable before any work, each attempt's Hydra config kept, and a
+failed attempt that never started its work undone.
+
+Hydra writes ``.hydra/{config,hydra,overrides}.yaml`` into the run folder before the task runs, so
+resuming (``hydra.run.dir=<run> ckpt_path=last``) would overwrite the config of the run it continues.
+``KeepAttempts``, a Hydra callback (``conf/hydra/default.yaml``), first moves them to
+``.hydra/attempt_<k>/`` (k = 1 for the first attempt). When the attempt then fails before its work
+starts (a config, data or checkpoint mistake), ``settle_failed_attempt`` puts the folder back: a
+folder this attempt created is removed; in an existing one, what the attempt added is removed and
+the previous config goes back to ``.hydra/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+_ATTEMPT_DIR = re.compile(r"^attempt_(\d+)$")
+
+
+class OutputNotWritableError(OSError):
+    """A folder the run must write to cannot be created or written; the message names the key."""
+
+
+def check_writable(path: str | Path, key: str) -> None:
+    """``path`` is a writable folder, or can be made in its nearest existing parent; creates nothing."""
+    path = Path(path).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable (permissions, or a read-only file system)"
+    else:
+        return
+    raise OutputNotWritableError(f"{key}={path} cannot be written: {problem}; set {key} to a folder you can write to")
+
+
+@dataclass
+class Attempt:
+    """One run of train.py / evaluate.py in a run folder, as found when it started."""
+
+    run_dir: Path
+    hydra_dir: Path
+    created_from: Path | None  # the outermost folder this attempt created; None: the run folder existed
+    entries_before: frozenset[str]  # what the run folder held before
+    archived: Path | None  # .hydra/attempt_<k>/: the previous attempt's config, moved aside
+    work_started: bool = False
+
+
+_attempt: Attempt | None = None
+
+
+def _outermost_missing(path: Path) -> Path | None:
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
+def archive_hydra_config(hydra_dir: Path) -> Path | None:
+    """Move the previous attempt's Hydra files to ``hydra_dir/attempt_<k>/``; None when there are none."""
+    present = [hydra_dir / name for name in HYDRA_FILES if (hydra_dir / name).is_file()]
+    if not present:
+        return None
+    numbers = [int(m.group(1)) for p in hydra_dir.iterdir() if (m := _ATTEMPT_DIR.match(p.name)) and p.is_dir()]
+    target = hydra_dir / f"attempt_{max(numbers, default=0) + 1}"
+    target.mkdir()
+    for file in present:
+        os.replace(file, target / file.name)
+    return target
+
+
+def start_attempt(run_dir: Path, hydra_dir: Path) -> Attempt:
+    """Record the folder as it is now and move the previous attempt's Hydra config aside."""
+    return Attempt(
+        run_dir=run_dir,
+        hydra_dir=hydra_dir,
+        created_from=_outermost_missing(run_dir),
+        entries_before=frozenset(os.listdir(run_dir)) if run_dir.is_dir() else frozenset(),
+        archived=archive_hydra_config(hydra_dir),
+    )
+
+
+class KeepAttempts(Callback):
+    """Hydra callback: check the run folder can be written, keep the previous attempt's ``.hydra`` files."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _attempt
+        _attempt = None
+        subdir = config.hydra.output_subdir
+        if subdir is None:  # e.g. DDP ranks > 0, which Lightning re-runs with hydra.output_subdir=null
+            return
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
+        try:
+            check_writable(run_dir, "hydra.run.dir")
+        except OutputNotWritableError as err:
+            from colorgan.failures import exit_with_message, show_traceback
+
+            if show_traceback(config):
+                raise
+            exit_with_message(err)
+        _attempt = start_attempt(run_dir, run_dir / str(subdir))
+
+
+def mark_work_started() -> None:
+    """From now on a failure keeps the folder as it is: it holds this attempt's work (e.g. checkpoints)."""
+    if _attempt is not None:
+        _attempt.work_started = True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def settle_failed_attempt() -> str | None:
+    """Undo an attempt that failed before its work started; say what was done (None: nothing)."""
+    global _attempt
+    attempt, _attempt = _attempt, None
+    if attempt is None or attempt.work_started or not attempt.run_dir.is_dir():
+        return None
+    if attempt.created_from is not None:
+        _remove(attempt.run_dir)
+        folder = attempt.run_dir.parent
+        while folder != attempt.created_from.parent and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # the parents it made, while empty (another run may have started beside it)
+            folder = folder.parent
+        return f"nothing was kept: the new run folder {attempt.run_dir} was removed"
+    for name in set(os.listdir(attempt.run_dir)) - attempt.entries_before:
+        _remove(attempt.run_dir / name)
+    if attempt.archived is not None:
+        for file in attempt.archived.iterdir():
+            os.replace(file, attempt.hydra_dir / file.name)
+        attempt.archived.rmdir()
+    return f"the run folder {attempt.run_dir} was left as it was"
