@@ -33,10 +33,14 @@ def make_grid(columns: list[tuple[str, torch.Tensor]], min_tile: int = 128, pad:
 
 
 def save_image_atomic(image: Image.Image, path: str | Path) -> Path:
-    """Write a PNG via a temporary file so a reader never sees half an image."""
+    """Write a PNG (or a JPEG, quality 90, for a .jpg/.jpeg path: small enough for a README) via a
+    temporary file, so a reader never sees half an image."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        image.convert("RGB").save(tmp, format="JPEG", quality=90)
+    else:
+        image.save(tmp, format="PNG")
     tmp.replace(path)
     return path

@@ -34,3 +34,13 @@ def test_curves_read_one_value_per_epoch_and_plot_them(tmp_path):
 def test_a_folder_without_metrics_is_named(tmp_path, capsys):
     assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "c.png")]) == 2
     assert "nothing/csv/metrics.csv not found" in capsys.readouterr().err
+
+
+def test_a_grid_saved_as_jpg_is_a_jpeg(tmp_path):
+    from colorgan.visualize import save_image_atomic
+
+    image = Image.new("RGB", (64, 32), "red")
+    with Image.open(save_image_atomic(image, tmp_path / "grid.jpg")) as saved:
+        assert saved.format == "JPEG"
+    with Image.open(save_image_atomic(image, tmp_path / "grid.png")) as saved:
+        assert saved.format == "PNG"
