@@ -42,17 +42,18 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metrics: Sequence
         raise ValueError(f"none of {list(metrics)} is in the runs' metrics.csv")
     fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], shown):
-        for label, series in runs.items():
-            if metric in series:
+        for index, (label, series) in enumerate(runs.items()):
+            if metric in series:  # one colour per run in every panel, even where a run lacks a metric
                 epochs, values = zip(*series[metric])
-                ax.plot([e + 1 for e in epochs], values, marker="o", label=label)
+                ax.plot([e + 1 for e in epochs], values, marker="o", label=label, color=f"C{index}")
         if metric == "val/psnr_gain":
             ax.axhline(0.0, color="gray", linestyle="--", linewidth=1)  # the gray baseline
         ax.set_title(metric)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
