@@ -81,7 +81,7 @@ def test_wandb_run_logs_config_losses_metrics_lrs_and_sample_panels(make_cfg, no
     assert run.exit_code == 0
     assert run.name == f"cifar_gan-{out.name}" and run.group == "" and run.job_type == "cifar_gan"
     # the resolved Hydra config
-    assert run.config["model"]["lambda_l1"] == 100.0 and run.config["data"]["batch_size"] == 8
+    assert run.config["model"]["lambda_l1"] == cfg.model.lambda_l1 and run.config["data"]["batch_size"] == 8
     assert run.config["trainer"]["max_epochs"] == 2 and run.config["task_name"] == "cifar_gan"
     # losses and learning rates every step, validation metrics every epoch
     for key in ("train/g_l1_step", "train/g_gan_step", "train/d_loss_step", "train/d_real_step"):
