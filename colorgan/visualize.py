@@ -15,6 +15,17 @@ def _to_hwc(rgb: torch.Tensor) -> np.ndarray:
     return to_uint8(rgb.detach().cpu()).permute(1, 2, 0).numpy()
 
 
+def fit_title(draw: ImageDraw.ImageDraw, title: str, width: int) -> str:
+    """A column title that fits its column: a checkpoint's ``run/stem`` shortened to ``run``, then cut."""
+    for candidate in (title, title.split("/")[0]):
+        if draw.textlength(candidate) <= width:
+            return candidate
+    text = title.split("/")[0]
+    while text and draw.textlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
 def make_grid(columns: list[tuple[str, torch.Tensor]], min_tile: int = 128, pad: int = 2) -> Image.Image:
     """Columns of (title, N x 3 x H x W RGB in [0, 1]); tiny images are enlarged pixel-exactly."""
     n, _, h, w = columns[0][1].shape
@@ -25,7 +36,7 @@ def make_grid(columns: list[tuple[str, torch.Tensor]], min_tile: int = 128, pad:
     draw = ImageDraw.Draw(grid)
     for c, (title, images) in enumerate(columns):
         x = pad + c * (tw + pad)
-        draw.text((x + 2, 2), title, fill="black")
+        draw.text((x + 2, 2), fit_title(draw, title, tw - 4), fill="black")
         for r in range(n):
             tile = Image.fromarray(_to_hwc(images[r])).resize((tw, th), Image.Resampling.NEAREST)
             grid.paste(tile, (x, header + pad + r * (th + pad)))

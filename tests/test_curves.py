@@ -44,3 +44,15 @@ def test_a_grid_saved_as_jpg_is_a_jpeg(tmp_path):
         assert saved.format == "JPEG"
     with Image.open(save_image_atomic(image, tmp_path / "grid.png")) as saved:
         assert saved.format == "PNG"
+
+
+def test_grid_titles_fit_their_columns():
+    from PIL import ImageDraw
+
+    from colorgan.visualize import fit_title
+
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    assert fit_title(draw, "gray", 120) == "gray"
+    assert fit_title(draw, "cifar_gan_l3000/epoch_003", 100) == "cifar_gan_l3000"
+    short = fit_title(draw, "a_very_long_run_folder_name_indeed/last", 60)
+    assert short.endswith("...") and draw.textlength(short) <= 60
