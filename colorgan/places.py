@@ -30,7 +30,7 @@ def _write_error(folder: Path) -> OSError | None:
         return err
 
 
-def _folder_problem(folder: Path) -> str | None:
+def folder_problem(folder: Path) -> str | None:
     """Why files cannot be written into ``folder`` (created with its parents if missing), or None."""
     existing = _nearest_existing(folder)
     if not existing.is_dir():
@@ -43,7 +43,7 @@ def _folder_problem(folder: Path) -> str | None:
 
 def check_output_folder(folder: Path, option: str = "--out") -> None:
     """``folder`` is a writable folder, or can be created in one."""
-    problem = _folder_problem(folder)
+    problem = folder_problem(folder)
     if problem:
         raise OutputPlaceError(f"{option} {folder}: {problem}")
 
@@ -52,6 +52,6 @@ def check_output_file(path: Path, option: str = "--out", example: str = "model.o
     """``path`` names a file, not a folder, in a folder that is writable or can be created in one."""
     if path.is_dir():
         raise OutputPlaceError(f"{option} {path} is a folder; give the file to write, e.g. {path / example}")
-    problem = _folder_problem(path.parent)
+    problem = folder_problem(path.parent)
     if problem:
         raise OutputPlaceError(f"{option} {path}: {problem}")

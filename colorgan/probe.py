@@ -27,6 +27,7 @@ from torch import nn
 
 from colorgan.checkpoint import atomic_torch_save
 from colorgan.color import lab_normalized_to_rgb, rgb_to_lab_normalized, to_uint8
+from colorgan.places import folder_problem
 
 log = logging.getLogger(__name__)
 
@@ -247,16 +248,12 @@ def load_probe(path: str | Path, device: torch.device | str = "cpu") -> tuple[Pr
 
 def check_writable(path: Path) -> None:
     """Fail in a second, not after training, when the weights cannot be written where asked."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe_file = path.with_name(f".{path.name}.{os.getpid()}.write-test")
-        probe_file.write_bytes(b"")
-        probe_file.unlink()
-    except OSError as err:
+    problem = folder_problem(path.parent)
+    if problem:
         raise ProbeError(
-            f"cannot write the probe weights to {path} ({err.strerror or err}); set probe.weights_path to a "
+            f"cannot write the probe weights to {path} ({problem}); set probe.weights_path to a "
             "writable file (the data folder may be read-only)"
-        ) from err
+        )
 
 
 def train_from_config(cfg: DictConfig) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from colorgan.places import folder_problem
+
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 _ATTEMPT_DIR = re.compile(r"^attempt_(\d+)$")
 
@@ -31,18 +33,13 @@ class OutputNotWritableError(OSError):
 
 
 def check_writable(path: str | Path, key: str) -> None:
-    """``path`` is a writable folder, or can be made in its nearest existing parent; creates nothing."""
+    """``path`` is a writable folder, or can be made in its nearest existing parent; leaves nothing behind."""
     path = Path(path).expanduser().absolute()
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        problem = f"{existing} is a file, not a folder"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable (permissions, or a read-only file system)"
-    else:
-        return
-    raise OutputNotWritableError(f"{key}={path} cannot be written: {problem}; set {key} to a folder you can write to")
+    problem = folder_problem(path)
+    if problem:
+        raise OutputNotWritableError(
+            f"{key}={path} cannot be written: {problem}; set {key} to a folder you can write to"
+        )
 
 
 @dataclass
