@@ -1,14 +1,43 @@
-"""Callbacks that report what users ask first (how fast is it training?) and keep last.ckpt current."""
+"""Callbacks that show what users ask first (how fast is it training? what do the colours look like?)
+and keep last.ckpt current."""
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
+
+from colorgan.io import save_image_atomic
+from colorgan.visualize import make_grid
+
+log = logging.getLogger(__name__)
+
+
+def batches_stepped(trainer: Trainer) -> int:
+    """Training batches so far as the loggers count them: the x axis of every logged metric.
+
+    ``trainer.global_step`` counts optimizer steps instead, two per batch in the GAN stage. Lightning
+    keeps this count only in a private attribute (its own LearningRateMonitor reads it too).
+    """
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def batches_processed(trainer: Trainer) -> int:
+    """Training batches of the fit so far, resumes included; from ``on_train_batch_end`` on, the current one too."""
+    return trainer.fit_loop.epoch_loop.batch_progress.total.processed
+
+
+def batches_completed(trainer: Trainer) -> int:
+    """Training batches of the fit so far, resumes included, each counted once all its hooks have run."""
+    return trainer.fit_loop.epoch_loop.batch_progress.total.completed
 
 
 class TrainingSpeed(Callback):
@@ -46,6 +75,47 @@ class TrainingSpeed(Callback):
             pl_module.log("train/images_per_sec", self.last_images_per_sec)
 
 
+class SampleGrid(Callback):
+    """Every validation epoch, the first validation images as the module scored them: gray | colorized | truth.
+
+    The grid goes to ``<run folder>/samples/epoch_NNN.png`` and, as ``val/samples``, to every logger
+    that takes images (W&B's ``log_image``, TensorBoard's ``add_image``), on the x axis of the
+    epoch's metrics. The images are the ``validation_step`` outputs of batch 0.
+    """
+
+    COLUMNS = ("gray", "colorized", "truth")
+
+    def __init__(self) -> None:
+        self.images: dict[str, torch.Tensor] | None = None
+
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx == 0 and outputs:
+            self.images = {name: outputs[name].cpu() for name in self.COLUMNS}
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.images is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        grid = make_grid([(name, self.images[name].float() / 255.0) for name in self.COLUMNS])
+        epoch, step = trainer.current_epoch, batches_stepped(trainer)
+        path = save_image_atomic(grid, Path(trainer.default_root_dir) / "samples" / f"epoch_{epoch:03d}.png")
+        for logger in trainer.loggers:
+            if callable(getattr(logger, "log_image", None)):
+                caption = f"epoch {epoch}: {' | '.join(self.COLUMNS)}"
+                logger.log_image(key="val/samples", images=[grid], caption=[caption], step=step)
+            elif hasattr(getattr(logger, "experiment", None), "add_image"):
+                chw = torch.from_numpy(np.asarray(grid)).permute(2, 0, 1)
+                logger.experiment.add_image("val/samples", chw, step)
+        log.info("samples written to %s", path)
+
+
 class LastCheckpoint(ModelCheckpoint):
     """Keeps ``last.ckpt`` current: after every training epoch and every ``every_n_batches`` batches.
 
@@ -75,7 +145,7 @@ class LastCheckpoint(ModelCheckpoint):
     ) -> None:
         if not self.every_n_batches or self._skip(trainer):
             return
-        batches = trainer.fit_loop.epoch_loop.batch_progress.total.processed  # this batch included
+        batches = batches_processed(trainer)  # this batch included
         if batches % self.every_n_batches == 0:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 

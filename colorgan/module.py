@@ -1,9 +1,8 @@
-"""The LightningModule: pix2pix's alternating D and G steps, with manual optimization."""
+"""The LightningModule: pix2pix's alternating D and G steps, with manual optimization, and validation scores."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,13 +11,12 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torchmetrics import MeanMetric
 
-from colorgan.buffers import BufferSnapshot, running_stats_frozen
+from colorgan.batchnorm import BatchNormSnapshot, running_stats_frozen
 from colorgan.checkpoint import load_generator_weights
 from colorgan.losses import GANLoss
 from colorgan.metrics import PER_IMAGE_METRICS, Rendered
 from colorgan.models import build_discriminator, build_generator, set_stochastic_inference
 from colorgan.realism import REALISM_METRICS, RealismScore
-from colorgan.visualize import make_grid, save_image_atomic
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +53,10 @@ class ColorizationModule(LightningModule):
     """Generator (L -> ab) and, when ``lambda_gan > 0``, a conditional PatchGAN.
 
     Per batch: ``fake = G(L)`` once; a D step on (L, ab) against (L, fake.detach()); then a G step
-    on ``lambda_gan * gan + lambda_l1 * |fake - ab|``. With ``lambda_gan == 0`` (pretraining)
-    no discriminator exists, so the stage is plain L1 regression. Lightning's global_step
-    counts optimizer steps, i.e. two per batch in the GAN stage.
+    on ``lambda_gan * gan + lambda_l1 * recon(fake, ab)``. With ``lambda_gan == 0`` (pretraining)
+    no discriminator exists, so the stage is plain L1 (or L2) regression. Lightning's global_step
+    counts optimizer steps, i.e. two per batch in the GAN stage. Sample grids, speed and checkpoints
+    are callbacks (colorgan/callbacks.py); validation_step returns the pictures the grid shows.
     """
 
     def __init__(
@@ -98,17 +97,19 @@ class ColorizationModule(LightningModule):
             raise ValueError(f"model.realism_metric must be auto or one of {REALISM_METRICS}, got {realism_metric!r}")
         self.realism = RealismScore(realism_metric, realism_probe)
         self.bad_steps_in_a_row = 0
-        self._g_buffers, self._d_buffers = BufferSnapshot(), BufferSnapshot()
-        self._samples: tuple[torch.Tensor, ...] | None = None
+        self.batchnorm_before_step = {"generator": BatchNormSnapshot(), "discriminator": BatchNormSnapshot()}
 
     # ----------------------------------------------------------------- set-up
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The networks this stage trains: the generator, and the discriminator when there is one."""
+        nets = {"generator": self.generator, "discriminator": self.discriminator}
+        return {name: net for name, net in nets.items() if net is not None}
+
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.init_from:
             load_generator_weights(self.generator, self.hparams.init_from)
             log.info("generator initialised from %s", self.hparams.init_from)
-        for net in (self.generator, self.discriminator):
-            if net is None:
-                continue
+        for net in self.networks().values():
             if self.hparams.channels_last:  # NHWC: faster convolutions with oneDNN and cuDNN
                 net.to(memory_format=torch.channels_last)
             if self.hparams.compile and stage == "fit":
@@ -152,6 +153,10 @@ class ColorizationModule(LightningModule):
         ]
         return optimizers, schedulers
 
+    def _schedulers(self) -> list[torch.optim.lr_scheduler.LambdaLR]:
+        schedulers = self.lr_schedulers()
+        return schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []
+
     def on_train_start(self) -> None:
         """Set each optimizer's rate from its schedule at the restored batch count.
 
@@ -159,12 +164,11 @@ class ColorizationModule(LightningModule):
         schedulers' counts; the new run's schedule takes over only at its next step, so without this
         the first resumed batch would still train at the old run's final rate.
         """
-        schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+        for scheduler in self._schedulers():
             rates = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
             for group, lr in zip(scheduler.optimizer.param_groups, rates):
                 group["lr"] = lr
-            scheduler._last_lr = rates
+            scheduler._last_lr = rates  # what get_last_lr() reports
 
     def _planned_batches(self, optimizers_per_batch: int) -> tuple[int, float]:
         """Training batches the run will see in all, and per epoch; (0, 0) when open-ended.
@@ -181,15 +185,67 @@ class ColorizationModule(LightningModule):
         return int(total), total / epochs
 
     # --------------------------------------------------------------- training
-    def _optimizer_step(self, optimizer: Any, loss: torch.Tensor) -> bool:
-        """Backward and step unless the loss is non-finite on any rank (clipping: on_before_optimizer_step)."""
-        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss.detach())), all=True)
-        if not finite:
-            return False
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer.step()
-        return True
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """pix2pix's ``optimize_parameters``: G(L) once; a D step on real pairs against the detached
+        fakes; a G step on ``lambda_gan * adversarial + lambda_l1 * reconstruction``. Then the schedules."""
+        L, ab = self._memory_format(batch["L"]), self._memory_format(batch["ab"])
+        optimizers = self.optimizers()
+        opt_g, opt_d = optimizers if isinstance(optimizers, list) else (optimizers, None)
+        for name, net in self.networks().items():
+            self.batchnorm_before_step[name].take(net)
+        fake = self.generator(L)
+        losses: dict[str, torch.Tensor] = {}
+        stepped = []
+
+        if self.discriminator is not None:
+            with self.toggled_optimizer(opt_d):
+                d_loss, d_real, d_fake = self.gan_loss.discriminator(
+                    self.discriminator(L, ab), self.discriminator(L, fake.detach())
+                )
+                stepped.append(self._step("discriminator", opt_d, d_loss))
+            losses.update(d_loss=d_loss, d_real=d_real, d_fake=d_fake)
+
+        with self.toggled_optimizer(opt_g):
+            g_gan = torch.zeros((), device=L.device)
+            if self.discriminator is not None:
+                with running_stats_frozen(self.discriminator):  # D's statistics are D's step's
+                    g_gan = self.gan_loss.generator(self.discriminator(L, fake))
+            g_l1 = F.l1_loss(fake.float(), ab)
+            g_rec = g_l1 if self.recon_loss is F.l1_loss else self.recon_loss(fake.float(), ab)
+            g_loss = self.hparams.lambda_gan * g_gan + self.hparams.lambda_l1 * g_rec
+            stepped.append(self._step("generator", opt_g, g_loss))
+        losses.update(g_loss=g_loss, g_l1=g_l1, g_gan=g_gan)
+
+        if all(stepped):
+            self.bad_steps_in_a_row = 0
+        for scheduler in self._schedulers():
+            scheduler.step()
+        logs = {f"train/{k}": v.detach() for k, v in losses.items()}
+        self.log_dict(logs, on_step=True, on_epoch=True, batch_size=len(L))
+        self.log("train/bad_steps", float(self.bad_steps_in_a_row), on_step=True, on_epoch=False, batch_size=len(L))
+
+    def _step(self, name: str, optimizer: Any, loss: torch.Tensor) -> bool:
+        """Backward and step ``name``'s optimizer, unless the loss is non-finite on any rank.
+
+        A skipped step rolls back the BatchNorm statistics its forward passes moved (to NaN) and
+        counts towards ``max_bad_steps``. Clipping happens in ``on_before_optimizer_step``.
+        """
+        if self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss.detach())), all=True):
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            optimizer.step()
+            return True
+        self.batchnorm_before_step[name].restore()  # the other network's statistics stay
+        self.bad_steps_in_a_row += 1
+        log.warning("non-finite %s loss (%s) at step %d: step skipped", name, loss.item(), self.global_step)
+        if self.bad_steps_in_a_row >= self.hparams.max_bad_steps:
+            self.batchnorm_before_step["generator"].restore()  # G's step will not happen either
+            raise NonFiniteLossError(
+                f"{self.bad_steps_in_a_row} optimizer steps in a row had a non-finite loss (last: {name} = "
+                f"{loss.item()}); stopping. The last good checkpoint is intact. Try a lower model.lr, "
+                "model.gradient_clip_val=1.0, or trainer.precision=32-true, and check the data for bad images."
+            )
+        return False
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip here, inside ``optimizer.step()``: under 16-mixed Lightning has just unscaled the gradients.
@@ -200,64 +256,6 @@ class ColorizationModule(LightningModule):
         if self.hparams.gradient_clip_val:
             self.clip_gradients(optimizer, self.hparams.gradient_clip_val, "norm")
 
-    def _count_bad_step(self, name: str, loss: torch.Tensor, buffers: BufferSnapshot) -> None:
-        buffers.restore()  # this network's forward passes moved its BatchNorm statistics (to NaN); the other's stay
-        self.bad_steps_in_a_row += 1
-        log.warning("non-finite %s loss (%s) at step %d: step skipped", name, loss.item(), self.global_step)
-        if self.bad_steps_in_a_row >= self.hparams.max_bad_steps:
-            self._g_buffers.restore()  # G's step will not happen either: undo its forward pass too
-            raise NonFiniteLossError(
-                f"{self.bad_steps_in_a_row} optimizer steps in a row had a non-finite loss (last: {name} = "
-                f"{loss.item()}); stopping. The last good checkpoint is intact. Try a lower model.lr, "
-                "model.gradient_clip_val=1.0, or trainer.precision=32-true, and check the data for bad images."
-            )
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        L, ab = self._memory_format(batch["L"]), self._memory_format(batch["ab"])
-        optimizers = self.optimizers()
-        opt_g = optimizers[0] if isinstance(optimizers, list) else optimizers
-        self._g_buffers.take(self.generator)
-        if self.discriminator is not None:
-            self._d_buffers.take(self.discriminator)
-        fake = self.generator(L)
-        logs: dict[str, torch.Tensor] = {}
-        all_good = True
-
-        if self.discriminator is not None:
-            opt_d = optimizers[1]
-            with self.toggled_optimizer(opt_d):
-                d_loss, d_real, d_fake = self.gan_loss.discriminator(
-                    self.discriminator(L, ab), self.discriminator(L, fake.detach())
-                )
-                if not self._optimizer_step(opt_d, d_loss):
-                    all_good = False
-                    self._count_bad_step("discriminator", d_loss, self._d_buffers)
-            logs.update({"train/d_loss": d_loss, "train/d_real": d_real, "train/d_fake": d_fake})
-
-        with self.toggled_optimizer(opt_g):
-            g_l1 = F.l1_loss(fake.float(), ab)
-            if self.discriminator is not None:
-                with running_stats_frozen(self.discriminator):  # D's statistics are D's step's
-                    g_gan = self.gan_loss.generator(self.discriminator(L, fake))
-            else:
-                g_gan = torch.zeros((), device=L.device)
-            g_rec = g_l1 if self.recon_loss is F.l1_loss else self.recon_loss(fake.float(), ab)
-            g_loss = self.hparams.lambda_gan * g_gan + self.hparams.lambda_l1 * g_rec
-            if not self._optimizer_step(opt_g, g_loss):
-                all_good = False
-                self._count_bad_step("generator", g_loss, self._g_buffers)
-        if all_good:
-            self.bad_steps_in_a_row = 0
-        self._step_schedulers()
-        logs.update({"train/g_loss": g_loss, "train/g_l1": g_l1, "train/g_gan": g_gan})
-        self.log_dict({k: v.detach() for k, v in logs.items()}, on_step=True, on_epoch=True, batch_size=len(L))
-        self.log("train/bad_steps", float(self.bad_steps_in_a_row), on_step=True, on_epoch=False, batch_size=len(L))
-
-    def _step_schedulers(self) -> None:
-        schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            scheduler.step()
-
     # ------------------------------------------------------------- validation
     def on_validation_model_eval(self) -> None:
         super().on_validation_model_eval()
@@ -266,18 +264,18 @@ class ColorizationModule(LightningModule):
     def on_fit_start(self) -> None:
         self.realism.setup(self.device)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Score the rendered uint8 pictures; return the first ``num_samples`` of them for the sample grid."""
         L, ab = batch["L"], batch["ab"]
         fake = self.generator(self._memory_format(L)).float()
         pred, truth = Rendered.from_lab(L, fake), Rendered(batch["rgb"], ab)
+        gray = Rendered.from_lab(L, torch.zeros_like(ab))
         for name, score in PER_IMAGE_METRICS.items():
             self.val_metrics[name].update(score(pred, truth))
-        gray = Rendered.from_lab(L, torch.zeros_like(ab))
         self.val_psnr_gray.update(PER_IMAGE_METRICS["psnr"](gray, truth))
         self.realism.update(pred, truth)
-        if batch_idx == 0:
-            n = self.hparams.num_samples
-            self._samples = (gray.rgb[:n].cpu(), pred.rgb[:n].cpu(), truth.rgb[:n].cpu())
+        n = self.hparams.num_samples
+        return {"gray": gray.rgb[:n], "colorized": pred.rgb[:n], "truth": truth.rgb[:n]}
 
     def on_validation_epoch_end(self) -> None:
         metrics = {f"val/{name}": metric.compute() for name, metric in self.val_metrics.items()}
@@ -288,36 +286,3 @@ class ColorizationModule(LightningModule):
         for metric in (*self.val_metrics.values(), self.val_psnr_gray):
             metric.reset()
         self.realism.reset()
-        if self._samples is not None and not self.trainer.sanity_checking and self.trainer.is_global_zero:
-            self._save_samples(*self._samples)
-
-    def _save_samples(self, gray: torch.Tensor, colorized: torch.Tensor, truth: torch.Tensor) -> None:
-        """The grid of uint8 pictures validation scored: gray | colorized | truth."""
-        grid = make_grid(
-            [
-                (title, rgb.float() / 255.0)
-                for title, rgb in zip(("gray", "colorized", "truth"), (gray, colorized, truth))
-            ]
-        )
-        path = save_image_atomic(
-            grid, Path(self.trainer.default_root_dir) / "samples" / f"epoch_{self.current_epoch:03d}.png"
-        )
-        # the step Lightning logs metrics at (batches); global_step counts both optimizers' steps
-        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
-        for logger in self.loggers:
-            log_image = getattr(logger, "log_image", None)
-            if callable(log_image):  # W&B
-                log_image(
-                    key="val/samples",
-                    images=[grid],
-                    caption=[f"epoch {self.current_epoch}: gray | colorized | truth"],
-                    step=step,
-                )
-            elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard
-                tensor = torch.from_numpy(np.asarray(grid)).permute(2, 0, 1)
-                logger.experiment.add_image("val/samples", tensor, step)
-        log.info("samples written to %s", path)
-
-    @property
-    def has_discriminator(self) -> bool:
-        return self.discriminator is not None

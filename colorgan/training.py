@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from colorgan.callbacks import batches_completed
 from colorgan.checkpoint import AtomicCheckpointIO, check_resume_checkpoint, resolve_resume_path
 from colorgan.config_checks import check_config
 from colorgan.module import ColorizationModule
@@ -45,7 +46,7 @@ class _TrainingProgress(Callback):
 
 
 def _batches_done(trainer: Trainer) -> int:
-    return trainer.fit_loop.epoch_loop.batch_progress.total.completed
+    return batches_completed(trainer)
 
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:

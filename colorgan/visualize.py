@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -41,17 +39,3 @@ def make_grid(columns: list[tuple[str, torch.Tensor]], min_tile: int = 128, pad:
             tile = Image.fromarray(_to_hwc(images[r])).resize((tw, th), Image.Resampling.NEAREST)
             grid.paste(tile, (x, header + pad + r * (th + pad)))
     return grid
-
-
-def save_image_atomic(image: Image.Image, path: str | Path) -> Path:
-    """Write a PNG (or a JPEG, quality 90, for a .jpg/.jpeg path: small enough for a README) via a
-    temporary file, so a reader never sees half an image."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        image.convert("RGB").save(tmp, format="JPEG", quality=90)
-    else:
-        image.save(tmp, format="PNG")
-    tmp.replace(path)
-    return path

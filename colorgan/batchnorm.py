@@ -1,4 +1,4 @@
-"""BatchNorm running statistics: undone when a step is skipped, untouched by the other network's step."""
+"""BatchNorm running statistics: rolled back when a step is skipped, untouched by the other network's step."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
-class BufferSnapshot:
-    """A copy of a module's buffers (BatchNorm running statistics), taken before each batch.
+class BatchNormSnapshot:
+    """A copy of a network's buffers (its BatchNorm running statistics), taken before each batch.
 
     A non-finite loss skips the optimizer step, but the forward pass has already moved the
     running statistics, to NaN when the batch held NaN, which would ruin every later
