@@ -17,7 +17,7 @@ endif
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,export]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,export,demo]"
 	touch $(STAMP)
 
 install: $(STAMP)
