@@ -261,12 +261,18 @@ def _earlier(count: int) -> str:
     return f"{count} earlier output{'s' if count != 1 else ''} of colorgan-colorize (PNGs marked {OUTPUT_MARK!r})"
 
 
-def _reduced(source: Path, decoded: image_io.DecodedImage) -> str:
+def reduced_note(source: Path, decoded: image_io.DecodedImage) -> str:
     width, height = decoded.image.size
     return (
         f"{source} holds more than the {image_io.MAX_DECODED_PIXELS / 1e6:g} MP decoded at once; "
         f"colorized at 1/{decoded.scale} scale, {width} x {height}"
     )
+
+
+def save_colorized(image: Image.Image, path: Path, source_name: str) -> None:
+    """Write an output PNG marked with its input's name, whole or not at all (also the demo's download)."""
+    # photos barely compress further and level 1 is ~3x faster than 6
+    save_image_atomic(image, path, compress_level=1, pnginfo=_mark(source_name))
 
 
 def colorize_files(
@@ -300,8 +306,7 @@ def colorize_files(
         )
         for (job, _), out in zip(pending, images):
             try:
-                # whole or not at all; photos barely compress further and level 1 is ~3x faster than 6
-                save_image_atomic(out, plan[job], compress_level=1, pnginfo=_mark(job.relative.as_posix()))
+                save_colorized(out, plan[job], job.relative.as_posix())
                 written += 1
             except OSError as err:
                 fail(f"{job.source}: cannot write {plan[job]}: {err}")
@@ -316,7 +321,7 @@ def colorize_files(
                     raise target
                 decoded = decode_image(job.source)
                 if decoded.scale > 1:
-                    _note(_reduced(job.source, decoded))
+                    _note(reduced_note(job.source, decoded))
                 pending.append((job, decoded.image))
             except BadImageError as err:
                 fail(f"skipped: {err}")

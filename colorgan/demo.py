@@ -23,11 +23,11 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from colorgan.checkpoint import CheckpointError, load_generator
-from colorgan.color import gray_ab_like
 
 # The inference steps colorgan-colorize runs, imported here only.
-from colorgan.colorize import MODES, _reduced, colorize_image, save_png_atomic
+from colorgan.colorize import reduced_note, save_colorized
 from colorgan.data.images import BadImageError, decode_image
+from colorgan.inference import MODES, colorize_image
 from colorgan.models.layers import STOCHASTIC_MODULES
 from colorgan.runtime import DeviceUnavailable, pick_device
 
@@ -41,7 +41,7 @@ class NoColour(nn.Module):
     """Predicts ab = 0: colorizing with it renders the photo's own L in gray."""
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        return gray_ab_like(L)
+        return L.new_zeros((L.shape[0], 2, *L.shape[2:]))
 
 
 class Colorized(NamedTuple):
@@ -70,16 +70,13 @@ def colorize_upload(
         raise BadImageError(name, err.reason) from None
     if seed is not None:
         torch.manual_seed(seed)
-    colour = colorize_image(generator, decoded.rgb, size, mode)
-    gray = colorize_image(NoColour(), decoded.rgb, size)
-    if decoded.alpha is not None:
-        colour.putalpha(decoded.alpha)
-        gray.putalpha(decoded.alpha)
+    colour = colorize_image(generator, decoded.image, size, mode)
+    gray = colorize_image(NoColour(), decoded.image, size)
     stem = Path(name).stem
     result = Colorized(folder / f"{stem}_gray.png", folder / f"{stem}_colorized.png", None)
     gray.save(result.gray, compress_level=1)
-    save_png_atomic(colour, result.colour, name)
-    return result._replace(note=_reduced(Path(name), decoded) if decoded.scale > 1 else None)
+    save_colorized(colour, result.colour, name)
+    return result._replace(note=reduced_note(Path(name), decoded) if decoded.scale > 1 else None)
 
 
 # Flat shapes in bold colours: (kind, box or points, RGB). Drawn, not shipped, so no licence question.
