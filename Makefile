@@ -1,5 +1,6 @@
 # make train   set up .venv if needed, then train:  python train.py experiment=cifar_pretrain $(ARGS)
 # make test    set up .venv if needed, then run the whole test suite
+# make test-fast  the suite without the tests marked slow (under a minute on 2 CPU cores)
 # make lint    ruff
 # make bench   performance benchmark (writes bench/results.json and bench/RESULTS.md)
 SHELL := /bin/bash
@@ -13,7 +14,7 @@ ifneq ($(wildcard ../shared/data/cifar10/train.npz),)
 export COLORGAN_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install train test lint format bench clean
+.PHONY: install train test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +28,9 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

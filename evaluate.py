@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from colorgan.evaluation import evaluate
-from colorgan.tracking import run_task
+from colorgan.launch import run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")

@@ -8,7 +8,7 @@ os.environ.setdefault("COLORGAN_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 from omegaconf import DictConfig
 
-from colorgan.tracking import run_task
+from colorgan.launch import run_task
 from colorgan.training import train
 
 

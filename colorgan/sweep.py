@@ -2,7 +2,7 @@
 
 ``SweepSummary`` is a Hydra callback (``conf/hydra/default.yaml``). When the sweep ends it reads
 each job folder's ``.hydra/overrides.yaml`` and ``summary.json`` (written by training, or by
-``colorgan.tracking.run_task`` for a failed job) and writes into the sweep folder:
+``colorgan.launch.run_task`` for a failed job) and writes into the sweep folder:
 
 * ``sweep_summary.csv``: one row per job, every override and metric;
 * ``sweep_summary.md``: the same for reading, with only the overrides that differ between jobs;

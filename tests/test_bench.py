@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 
 from colorgan import bench
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_results(data_dir, tmp_path):
     out = tmp_path / "bench"
     bench.main(["--quick", "--data-dir", str(data_dir), "--out", str(out), "--epoch-fraction", "0.5"])

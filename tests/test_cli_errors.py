@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.cli import output, run_script
 from tests.conftest import train_overrides
+
+pytestmark = pytest.mark.slow  # each test starts train.py or evaluate.py
 
 HINT = "debug=true"
 

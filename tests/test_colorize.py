@@ -305,6 +305,7 @@ def test_cli_colorizes_a_jpeg_above_the_pixel_cap_at_reduced_scale(ckpt, tmp_pat
     assert Image.open(out / "big.png").size == (100, 75)
 
 
+@pytest.mark.slow
 def test_entry_points_and_module_run():
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     assert scripts.get("colorgan-colorize") == "colorgan.colorize:main"
@@ -316,6 +317,7 @@ def test_entry_points_and_module_run():
 
 
 # ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_train_colorize_evaluate(make_cfg, tmp_path, capsys):
     from colorgan.evaluation import evaluate  # imported here: the other tests do not need it
 

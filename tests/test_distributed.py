@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from colorgan.training import build
 from tests.conftest import ROOT, train_overrides
+
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 
 def state_digest(module: torch.nn.Module) -> dict[str, str]:

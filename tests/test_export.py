@@ -65,6 +65,7 @@ def exported(request, tmp_path_factory) -> tuple[str, str, Path, Path]:
     return name, fmt, ckpt, out
 
 
+@pytest.mark.slow
 def test_exported_model_matches_pytorch_at_any_size(exported):
     name, fmt, ckpt, out = exported
     generator, _ = load_generator(ckpt)
@@ -78,6 +79,7 @@ def test_exported_model_matches_pytorch_at_any_size(exported):
         assert np.abs(got - expected).max() <= 1e-4, (name, fmt, shape)
 
 
+@pytest.mark.slow
 def test_exported_model_is_in_inference_mode(exported):
     """Each image's output is independent of its batch and repeatable: no dropout, no batch statistics."""
     _, fmt, _, out = exported
@@ -88,6 +90,7 @@ def test_exported_model_is_in_inference_mode(exported):
         assert np.abs(batch[i : i + 1] - run_file(out, fmt, L[i : i + 1])).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_exported_file_says_what_goes_in_and_out(exported):
     name, fmt, _, out = exported
     if fmt == "onnx":

@@ -66,6 +66,7 @@ def test_messy_folder_trains_skipping_each_bad_file_once_and_counting_it(make_cf
     assert torch.isfinite(torch.tensor(summary["metrics"]["val/l1_ab"]))
 
 
+@pytest.mark.slow
 def test_worker_processes_skip_files_logged_once_by_the_main_process(messy_photos, caplog):
     caplog.set_level(logging.WARNING)
     dm = FolderDataModule(str(messy_photos), image_size=32, batch_size=4, num_workers=2)
@@ -208,6 +209,7 @@ for i in range(1_000_000):  # every checkpoint consistent: its weights all equal
 """
 
 
+@pytest.mark.slow
 def test_kill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     path = tmp_path / "last.ckpt"
     proc = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(path)], cwd=ROOT)
@@ -227,6 +229,7 @@ def test_kill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path):
 
 
 # -------------------------------------------------------------------------------- SIGTERM, resume
+@pytest.mark.slow
 def test_sigterm_saves_last_checkpoint_exits_cleanly_and_the_run_resumes(make_cfg, data_dir, tmp_path):
     run = tmp_path / "run"
     base = train_overrides("photos_pretrain", *TINY_UNET, *SHORT)

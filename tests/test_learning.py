@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from colorgan.color import rgb_to_lab_normalized
@@ -38,6 +39,7 @@ def cifar_subset(folder: Path) -> str:
     return str(folder)
 
 
+@pytest.mark.slow
 def test_a_few_dozen_l1_steps_beat_the_gray_baseline(make_cfg, tmp_path):
     data_dir = cifar_subset(tmp_path / "data")
     cfg = make_cfg(

@@ -65,6 +65,7 @@ class Probe(Callback):
         self.losses.append((float(metrics["train/g_l1_step"]), float(metrics["train/d_loss_step"])))
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_mid_epoch_with_ckpt_path_last(data_dir, make_cfg, tmp_path):
     run, flag = tmp_path / "run", tmp_path / "paused"
     common = ["trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_batches=2", "trainer.num_sanity_val_steps=0"]
@@ -150,6 +151,7 @@ def first_losses(make_cfg, tmp_path: Path, seed: int, name: str) -> list[tuple[f
     return probe.losses
 
 
+@pytest.mark.slow
 def test_same_seed_and_deterministic_give_the_same_losses(make_cfg, tmp_path, restore_determinism):
     first = first_losses(make_cfg, tmp_path, 7, "a")
     again = first_losses(make_cfg, tmp_path, 7, "b")
@@ -178,6 +180,7 @@ def logged_epochs(run: Path) -> set[int]:
     return {int(float(row["epoch"])) for row in csv_rows(run / "csv" / "metrics.csv") if row.get("epoch")}
 
 
+@pytest.mark.slow
 def test_resumed_run_keeps_earlier_metrics_and_each_attempts_config(finished_run, data_dir, tmp_path):
     run = Path(shutil.copytree(finished_run, tmp_path / "run"))
     assert logged_epochs(run) == {0, 1}
@@ -200,6 +203,7 @@ def test_resumed_run_keeps_earlier_metrics_and_each_attempts_config(finished_run
     assert "ckpt_path=last" in (run / ".hydra" / "overrides.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_resuming_with_another_experiment_changes_nothing_in_the_folder(finished_run, data_dir, tmp_path):
     run = Path(shutil.copytree(finished_run, tmp_path / "run"))
     before = files_of(run)
@@ -223,6 +227,7 @@ def test_ckpt_path_last_without_a_checkpoint_stops_and_says_how_to_point_at_the_
     assert not (run / "csv").exists() and not (run / "checkpoints").exists()  # nothing was written
 
 
+@pytest.mark.slow
 def test_forgotten_run_dir_with_ckpt_path_last_stops_and_leaves_no_new_folder(data_dir, tmp_path):
     logs = tmp_path / "logs"
     earlier = logs / "cifar_pretrain" / "runs" / "2020-01-01_00-00-00"

@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from colorgan.sweep import SweepSummary, collect_jobs, summarize_sweep, varied_keys
-from colorgan.tracking import read_offline_run
 from tests.conftest import CONF, ROOT, train_overrides
+from tests.wandb_offline import read_offline_run
 
 
 def fake_job(sweep: Path, num: int, overrides: list[str], summary: dict | None) -> None:
@@ -64,6 +64,7 @@ def test_summary_tables_and_plot_from_job_folders(tmp_path):
     SweepSummary(fail_on_failed_jobs=False).on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
 
 
+@pytest.mark.slow
 def test_multirun_writes_job_folders_wandb_runs_and_sweep_summary(data_dir, tmp_path):
     """Two jobs: lambda_l1=10 trains; 1e39 passes the config check (finite) but overflows float32 times
     the L1 loss, so every G loss is inf and that job fails mid-training (inf itself is refused up front)."""
@@ -120,7 +121,10 @@ def test_multirun_writes_job_folders_wandb_runs_and_sweep_summary(data_dir, tmp_
 def test_optuna_search_and_slurm_launcher_configs_instantiate():
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
     from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+    from optuna.distributions import CategoricalDistribution, LogUniformDistribution
+    from optuna.samplers import TPESampler
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -134,10 +138,16 @@ def test_optuna_search_and_slurm_launcher_configs_instantiate():
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and "model.lambda_l1" in sweeper.params
     assert cfg.hydra.callbacks.sweep_summary.fail_on_failed_jobs is False
-    assert instantiate(sweeper) is not None  # the installed plugin accepts every setting
+    search = instantiate(sweeper).sweeper  # the installed plugin accepts every setting
+    assert isinstance(search.sampler, TPESampler) and (search.direction, search.n_trials) == ("minimize", 20)
+    space, fixed = create_params_from_overrides([f"{k}={v}" for k, v in search.params.items()])  # as sweep() reads them
+    assert not fixed and space["model.lambda_l1"] == LogUniformDistribution(1, 200)
+    assert space["model.lr"] == LogUniformDistribution(5e-5, 1e-3)
+    assert space["model.gan_mode"] == CategoricalDistribution(("vanilla", "lsgan", "hinge"))
 
     launcher = slurm.hydra.launcher
     assert launcher._target_ == SlurmQueueConf._target_ and launcher.partition is None  # the plugin's settings too
     assert launcher.tasks_per_node == launcher.gpus_per_node  # one SLURM task per GPU: SLURM starts the ranks
     assert slurm.trainer.devices == "auto" and slurm.trainer.strategy.find_unused_parameters is True
-    assert instantiate(launcher) is not None
+    slurm_launcher = instantiate(launcher)  # Hydra's plugin scan re-runs the module: a new class, compare by name
+    assert type(slurm_launcher).__name__ == "SlurmLauncher" and slurm_launcher.params["tasks_per_node"] == 4

@@ -1,22 +1,22 @@
 """W&B without an account: the mode comes from config and credentials; a run's offline files hold
-the config, losses, validation metrics, learning rates and captioned sample panels; the task
-wrapper always finishes W&B; DDP that would re-run a multirun is refused."""
+the config, losses, validation metrics, learning rates and captioned sample panels."""
 
 from __future__ import annotations
 
 import math
 import os
 import sys
-import types
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from colorgan.config_checks import ConfigError
-from colorgan.tracking import check_launch, read_offline_run, resolve_wandb_mode, run_task
+from colorgan.launch import run_task
+from colorgan.loggers import resolve_wandb_mode
 from colorgan.training import train
 from tests.conftest import train_overrides
+from tests.wandb_offline import read_offline_run
 
 
 @pytest.fixture
@@ -58,6 +58,7 @@ def test_wandb_mode_comes_from_config_or_wandb_mode(make_cfg, no_wandb_credentia
     assert make_cfg(["logger=wandb", "logger.wandb.mode=offline"]).logger.wandb.mode == "offline"
 
 
+@pytest.mark.slow
 def test_wandb_run_logs_config_losses_metrics_lrs_and_sample_panels(make_cfg, no_wandb_credentials, tmp_path):
     out = tmp_path / "run"
     cfg = make_cfg(
@@ -106,49 +107,3 @@ def test_wandb_run_logs_config_losses_metrics_lrs_and_sample_panels(make_cfg, no
     steps = [row["trainer/global_step"] for row in run.history if "val/l1_ab" in row]
     assert [row["trainer/global_step"] for row in panels] == steps
     assert run.summary["val/psnr"] == pytest.approx(run.values("val/psnr")[-1])
-
-
-class FakeWandb(types.ModuleType):
-    """Stands in for the wandb module: an open run and a record of finish()."""
-
-    def __init__(self) -> None:
-        super().__init__("wandb")
-        self.run: object | None = object()
-        self.finished: list[int] = []
-
-    def finish(self, exit_code: int = 0) -> None:
-        self.finished.append(exit_code)
-        self.run = None
-
-
-def test_task_wrapper_finishes_wandb_and_reraises_in_a_single_run(make_cfg, monkeypatch):
-    cfg = make_cfg(train_overrides("cifar_gan"))
-    fake = FakeWandb()
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-
-    def broken(_cfg):
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError, match="boom"):
-        run_task(broken, cfg)
-    assert fake.finished == [1]
-    fake.run = object()
-    assert run_task(lambda _cfg: {"metrics": {}}, cfg) == {"metrics": {}}
-    assert fake.finished == [1, 0]
-
-
-def test_ddp_that_reruns_the_script_is_refused_inside_a_multirun(make_cfg, monkeypatch):
-    for var in ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "LSB_JOBID"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr("colorgan.tracking.hydra_job", lambda: {"multirun": True})
-    with pytest.raises(ConfigError, match="start_method=spawn"):
-        check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim")))
-    check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim", "trainer.strategy.start_method=spawn")))
-    check_launch(make_cfg(train_overrides("cifar_gan", "trainer=cpu")))
-    # under SLURM, srun has started every rank already: Lightning does not re-run the script
-    monkeypatch.setenv("SLURM_NTASKS", "2")
-    monkeypatch.setenv("SLURM_JOB_NAME", "colorgan")
-    check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim")))
-    monkeypatch.setattr("colorgan.tracking.hydra_job", lambda: {"multirun": False})
-    monkeypatch.delenv("SLURM_NTASKS")
-    check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim")))  # a single run may re-run itself
