@@ -227,10 +227,13 @@ def _unpickling_error(path: Path, err: pickle.UnpicklingError) -> CheckpointErro
     )
 
 
-def generator_state(ckpt: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
-    """The generator's weights from a Lightning checkpoint (keys ``generator.*``)."""
+def generator_state(ckpt: dict[str, Any], path: str | Path, ema: bool = True) -> dict[str, torch.Tensor]:
+    """The generator's weights from a Lightning checkpoint: its weight average (``generator_ema.module.*``)
+    when it has one and ``ema``, else the trained weights (``generator.*``)."""
     state = ckpt.get("state_dict", {})
     prefix = "generator."
+    if ema and isinstance(state, dict) and any(k.startswith("generator_ema.module.") for k in state):
+        prefix = "generator_ema.module."
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)} if isinstance(state, dict) else {}
     if not weights:
         raise CheckpointError(
@@ -301,7 +304,7 @@ def load_generator_weights(generator: nn.Module, path: str | Path) -> None:
 
 
 def load_generator(
-    path: str | Path, device: str | torch.device = "cpu", stochastic: bool | None = None
+    path: str | Path, device: str | torch.device = "cpu", stochastic: bool | None = None, ema: bool = True
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained generator for inference from its checkpoint alone, in eval mode.
 
@@ -317,7 +320,7 @@ def load_generator(
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"checkpoint {path} describes a generator colorgan cannot build ({err})") from err
     _load_weights(
-        generator, generator_state(ckpt, path), path, "its own hyper_parameters.generator", "the file is damaged"
+        generator, generator_state(ckpt, path, ema), path, "its own hyper_parameters.generator", "the file is damaged"
     )
     hparams = ckpt.get("hyper_parameters", {})
     if stochastic is None:

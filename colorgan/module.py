@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 
 from colorgan.buffers import BufferSnapshot, running_stats_frozen
 from colorgan.checkpoint import load_generator_weights
+from colorgan.ema import GeneratorEMA
 from colorgan.losses import GANLoss
 from colorgan.metrics import PER_IMAGE_METRICS, Rendered
 from colorgan.models import build_discriminator, build_generator, set_stochastic_inference
@@ -81,12 +82,14 @@ class ColorizationModule(LightningModule):
         realism_metric: str = "auto",
         realism_probe: str | None = None,
         recon_loss: str = "l1",
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full Hydra config is logged instead
         self.automatic_optimization = False
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator) if lambda_gan > 0 and discriminator else None
+        self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay else None
         self.gan_loss = GANLoss(gan_mode)
         if recon_loss not in RECON_LOSSES:
             raise ValueError(f"model.recon_loss must be one of {sorted(RECON_LOSSES)}, got {recon_loss!r}")
@@ -106,7 +109,9 @@ class ColorizationModule(LightningModule):
         if stage == "fit" and self.hparams.init_from:
             load_generator_weights(self.generator, self.hparams.init_from)
             log.info("generator initialised from %s", self.hparams.init_from)
-        for net in (self.generator, self.discriminator):
+            if self.generator_ema is not None:
+                self.generator_ema.copy_from(self.generator)  # a resume then restores the saved average
+        for net in (self.generator, self.discriminator, self.generator_ema):
             if net is None:
                 continue
             if self.hparams.channels_last:  # NHWC: faster convolutions with oneDNN and cuDNN
@@ -246,6 +251,8 @@ class ColorizationModule(LightningModule):
             if not self._optimizer_step(opt_g, g_loss):
                 all_good = False
                 self._count_bad_step("generator", g_loss, self._g_buffers)
+            elif self.generator_ema is not None:
+                self.generator_ema.update(self.generator)
         if all_good:
             self.bad_steps_in_a_row = 0
         self._step_schedulers()
@@ -261,14 +268,19 @@ class ColorizationModule(LightningModule):
     # ------------------------------------------------------------- validation
     def on_validation_model_eval(self) -> None:
         super().on_validation_model_eval()
-        set_stochastic_inference(self.generator, self.hparams.stochastic_inference)  # as evaluate.py and colorize
+        set_stochastic_inference(self.colorizer, self.hparams.stochastic_inference)  # as evaluate.py and colorize
+
+    @property
+    def colorizer(self) -> torch.nn.Module:
+        """The generator inference uses: the weight average when there is one."""
+        return self.generator if self.generator_ema is None else self.generator_ema.module
 
     def on_fit_start(self) -> None:
         self.realism.setup(self.device)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         L, ab = batch["L"], batch["ab"]
-        fake = self.generator(self._memory_format(L)).float()
+        fake = self.colorizer(self._memory_format(L)).float()
         pred, truth = Rendered.from_lab(L, fake), Rendered(batch["rgb"], ab)
         for name, score in PER_IMAGE_METRICS.items():
             self.val_metrics[name].update(score(pred, truth))
