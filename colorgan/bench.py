@@ -587,7 +587,7 @@ def part_infer(device: torch.device, quick: bool, repeats: int) -> list[dict[str
     """Colorizing one 2048 x 1536 photo with a 256-px U-Net, in full and tiles mode."""
     from PIL import Image
 
-    from colorgan.colorize import colorize_image
+    from colorgan.inference import colorize_image
     from colorgan.models import UNetGenerator
 
     width, height = (256, 192) if quick else (2048, 1536)

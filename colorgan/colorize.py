@@ -1,22 +1,7 @@
-"""Colorize photos of any size: keep the photo's own full-resolution L, add the model's ab.
+"""``colorgan-colorize``: colorize image files and folders into marked PNGs, never overwriting what it did not write.
 
-The generator learned colour at its training size, so it always runs at that size:
-
-* ``full`` (default): the model predicts ab on a copy resized to ``size x size`` and the ab is
-  upsampled bilinearly to the photo's size, the approach of Zhang et al.'s colorization and DDColor.
-  Colour varies slowly, so low-resolution ab over full-resolution L loses little, and the cost and
-  memory of the network do not grow with the photo.
-* ``tiles``: the model runs on overlapping ``size x size`` windows of the full-resolution L (batched)
-  and the predictions are averaged with a smooth window weight, so no seam shows. Every pixel is
-  coloured at the scale the model was trained at, which suits large photos and models trained
-  on large crops.
-
-Either way the output is rendered by :func:`colorgan.color.render_uint8`, the one rendering that
-evaluation and validation score too: it keeps the input's L, and where the predicted colour does
-not exist at that lightness (out of the sRGB gamut) its chroma is reduced until it does. The
-full-resolution steps (Lab conversion, ab upsampling, gamut fitting) run in strips of
-:data:`STRIP_PIXELS`, so full mode holds little more than the input and output images; tiles
-mode also keeps the full-resolution L and the blended ab with its weights (16 bytes per pixel).
+The colorizing itself is :mod:`colorgan.inference`; this module finds the inputs, names the
+outputs (see :data:`EPILOG`), writes them and reports what happened.
 
 Command line: ``colorgan-colorize INPUT... --ckpt CKPT --out DIR`` (``--help`` for the rules).
 """
@@ -26,222 +11,33 @@ from __future__ import annotations
 import argparse
 import glob
 import itertools
-import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, PngImagePlugin
 from torch import nn
 from tqdm import tqdm
 
 from colorgan.checkpoint import CheckpointError, load_generator
-from colorgan.color import keep_lightness_rgb, rgb_to_lab_normalized, to_uint8
 from colorgan.data import images as image_io
-from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images, split_alpha
+from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images
+from colorgan.inference import MODES, colorize_images, default_batch_size
+from colorgan.io import save_image_atomic
 from colorgan.places import OutputPlaceError, check_output_folder
+from colorgan.runtime import pick_device
 
-MODES = ("full", "tiles")
 OUTPUT_SUFFIX = ".png"
 COLLISION_MARK = "_colorized"
 OUTPUT_MARK = "colorgan-colorize"  # PNG text key on every output, its value the input's name: how outputs are known
-STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution steps: ~1 MB per float32 plane
 PENDING_PIXELS = 64_000_000  # the CLI colorizes its pending files once they hold this many pixels
-BATCH_PIXELS = 1 << 18  # default tiles batch: this many pixels of windows (256 windows of 32 x 32)
-
-
-def default_batch_size(size: int, mode: str) -> int:
-    """8 images in full mode; in tiles mode enough windows for ~256K pixels, at least 8.
-
-    Small windows need large batches: each call of a network has a fixed cost, which dominates
-    at 32 x 32 (a 2048 x 1536 photo has ~5,500 such windows).
-    """
-    return 8 if mode == "full" else max(8, BATCH_PIXELS // (size * size))
 
 
 class UnsafeOutputPath(ValueError):
     """An output name that would land outside the output folder."""
-
-
-# ----------------------------------------------------------------------------- tensor helpers
-def _device_of(module: nn.Module) -> torch.device:
-    param = next(module.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def _dtype_of(module: nn.Module) -> torch.dtype:
-    param = next(module.parameters(), None)
-    return param.dtype if param is not None else torch.float32
-
-
-def _batched(items: Sequence, n: int) -> Iterator[Sequence]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
-def _strip_rows(width: int) -> int:
-    return max(1, STRIP_PIXELS // max(1, width))
-
-
-def _rgb_tensor(rgb: Image.Image) -> torch.Tensor:
-    """8-bit RGB PIL image -> (1, 3, H, W) uint8 tensor on the CPU."""
-    return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
-
-
-def _lightness(rgb: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Normalised L of a (1, 3, H, W) uint8 image at full resolution, converted strip by strip."""
-    H, W = rgb.shape[-2:]
-    L = torch.empty((1, 1, H, W), device=device)
-    step = _strip_rows(W)
-    for r0 in range(0, H, step):
-        L[..., r0 : r0 + step, :] = rgb_to_lab_normalized(rgb[..., r0 : r0 + step, :].to(device))[0]
-    return L
-
-
-def _compose(rgb: torch.Tensor, ab_rows: Callable[[int, int], torch.Tensor], device: torch.device) -> np.ndarray:
-    """Full-resolution L of ``rgb`` + ab (fetched strip by strip) -> H x W x 3 uint8 RGB."""
-    H, W = rgb.shape[-2:]
-    out = np.empty((H, W, 3), dtype=np.uint8)
-    step = _strip_rows(W)
-    for r0 in range(0, H, step):
-        r1 = min(H, r0 + step)
-        L = rgb_to_lab_normalized(rgb[..., r0:r1, :].to(device))[0]
-        strip = to_uint8(keep_lightness_rgb(L, ab_rows(r0, r1)))
-        out[r0:r1] = strip[0].permute(1, 2, 0).cpu().numpy()
-    return out
-
-
-def _bilinear_rows(ab_small: torch.Tensor, H: int, W: int) -> Callable[[int, int], torch.Tensor]:
-    """Rows r0:r1 of ``F.interpolate(ab_small, (H, W), mode="bilinear")`` without the whole result.
-
-    ``grid_sample`` at the output pixel centres with border padding is exactly that resize
-    (align_corners=False), so only one strip of full-resolution ab exists at a time.
-    """
-    device = ab_small.device
-    xs = (torch.arange(W, device=device, dtype=torch.float32) + 0.5) / W * 2 - 1
-
-    def rows(r0: int, r1: int) -> torch.Tensor:
-        ys = (torch.arange(r0, r1, device=device, dtype=torch.float32) + 0.5) / H * 2 - 1
-        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).unsqueeze(0)
-        return F.grid_sample(ab_small, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-    return rows
-
-
-def window_starts(length: int, window: int, stride: int) -> list[int]:
-    """Evenly spread window origins covering ``0..length``, neighbours at most ``stride`` apart."""
-    if length <= window:
-        return [0]
-    n = math.ceil((length - window) / stride) + 1
-    return [round(i * (length - window) / (n - 1)) for i in range(n)]
-
-
-def window_weight(length: int, ramp: int, device: torch.device) -> torch.Tensor:
-    """1-D blending weight: a raised-cosine ramp over ``ramp`` pixels at both ends, 1 in between.
-
-    Never zero, so a pixel that only one window covers (the photo's border) keeps its prediction.
-    """
-    i = torch.arange(length, device=device, dtype=torch.float32)
-    edge = torch.minimum(i + 0.5, length - i - 0.5) / max(1, ramp)
-    return torch.sin(edge.clamp(max=1.0) * (math.pi / 2)) ** 2
-
-
-def _predict_tiles(
-    model: Callable[[torch.Tensor], torch.Tensor], L: torch.Tensor, size: int, overlap: float, batch_size: int
-) -> torch.Tensor:
-    """ab at full resolution from overlapping ``size x size`` windows, blended by weight."""
-    H, W = L.shape[-2:]
-    th, tw = min(size, H), min(size, W)
-    ramp = max(1, round(size * overlap))
-    stride = max(1, size - ramp)
-    weight = window_weight(th, ramp, L.device)[:, None] * window_weight(tw, ramp, L.device)[None, :]
-    acc = torch.zeros((1, 2, H, W), device=L.device)
-    total = torch.zeros((1, 1, H, W), device=L.device)
-    origins = [(y, x) for y in window_starts(H, th, stride) for x in window_starts(W, tw, stride)]
-    for chunk in _batched(origins, batch_size):
-        batch = torch.cat([L[..., y : y + th, x : x + tw] for y, x in chunk])
-        for (y, x), ab in zip(chunk, model(batch)):
-            acc[0, :, y : y + th, x : x + tw] += ab * weight
-            total[0, 0, y : y + th, x : x + tw] += weight
-    return acc.div_(total)
-
-
-# ----------------------------------------------------------------------------- public API
-@torch.inference_mode()
-def colorize_images(
-    generator: nn.Module,
-    images: Sequence[Image.Image],
-    size: int,
-    mode: str = "full",
-    *,
-    batch_size: int | None = None,
-    overlap: float = 0.25,
-) -> list[Image.Image]:
-    """Colorize several images (any mode and size) with ``generator`` on its own device.
-
-    ``size`` is the side the model works at (its training size). ``mode="full"`` predicts every
-    image at ``size x size`` in batches of ``batch_size``; ``mode="tiles"`` runs ``size x size``
-    windows overlapping by ``overlap`` (a fraction of ``size``) in batches of ``batch_size``
-    (default: :func:`default_batch_size`).
-    Outputs are RGB (RGBA when the input had alpha, which is kept) of the input's size.
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    batch_size = default_batch_size(size, mode) if batch_size is None else batch_size
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap is a fraction of the window in [0, 1), got {overlap}")
-    device, dtype = _device_of(generator), _dtype_of(generator)
-    model = lambda L: generator(L.to(dtype)).float()
-    converted = [split_alpha(im) for im in images]
-    results: list[Image.Image] = []
-
-    def finish(i: int, ab_rows: Callable[[int, int], torch.Tensor], rgb: torch.Tensor | None = None) -> None:
-        rgb = _rgb_tensor(converted[i][0]) if rgb is None else rgb
-        out = Image.fromarray(_compose(rgb, ab_rows, device))
-        if converted[i][1] is not None:
-            out.putalpha(converted[i][1])
-        results.append(out)
-
-    if mode == "full":
-        for chunk in _batched(list(range(len(images))), batch_size):
-            small = [converted[i][0].resize((size, size), Image.Resampling.BILINEAR) for i in chunk]
-            ab_small = model(rgb_to_lab_normalized(torch.cat([_rgb_tensor(s) for s in small]).to(device))[0])
-            for j, i in enumerate(chunk):
-                W, H = converted[i][0].size
-                finish(i, _bilinear_rows(ab_small[j : j + 1], H, W))
-    else:
-        for i, (image, _) in enumerate(converted):
-            rgb = _rgb_tensor(image)
-            ab = _predict_tiles(model, _lightness(rgb, device), size, overlap, batch_size)
-            finish(i, lambda r0, r1, ab=ab: ab[..., r0:r1, :], rgb)
-    return results
-
-
-def colorize_image(
-    generator: nn.Module,
-    image: Image.Image,
-    size: int,
-    mode: str = "full",
-    *,
-    batch_size: int | None = None,
-    overlap: float = 0.25,
-) -> Image.Image:
-    """Colorize one image (gray, RGB, RGBA, palette, 16-bit; any size): see :func:`colorize_images`.
-
-    The image is used as given; read files with :func:`colorgan.data.images.load_image`, which
-    also applies the EXIF orientation.
-    """
-    return colorize_images(generator, [image], size, mode, batch_size=batch_size, overlap=overlap)[0]
 
 
 # ----------------------------------------------------------------------------- files and names
@@ -400,28 +196,7 @@ def _mark(source_name: str) -> PngImagePlugin.PngInfo:
     return info
 
 
-def save_png_atomic(image: Image.Image, path: Path, source_name: str) -> None:
-    """Write a marked PNG through a temporary file and a rename: an interrupted run leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        # photos barely compress further; level 1 is ~3x faster than 6
-        image.save(tmp, format="PNG", compress_level=1, pnginfo=_mark(source_name))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ----------------------------------------------------------------------------- command line
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
-    return device
-
-
 HELP = "Colorize photos of any size with a trained colorgan generator, keeping their own L."
 EPILOG = f"""\
 inputs: image files, folders (searched recursively) and globs ("photos/**/*.jpg"); from folders and
@@ -487,7 +262,7 @@ def _earlier(count: int) -> str:
 
 
 def _reduced(source: Path, decoded: image_io.DecodedImage) -> str:
-    width, height = decoded.rgb.size
+    width, height = decoded.image.size
     return (
         f"{source} holds more than the {image_io.MAX_DECODED_PIXELS / 1e6:g} MP decoded at once; "
         f"colorized at 1/{decoded.scale} scale, {width} x {height}"
@@ -510,7 +285,7 @@ def colorize_files(
     reported and skipped; the others are still done.
     """
     written, failures = 0, []
-    pending: list[tuple[Job, Image.Image, Image.Image | None]] = []
+    pending: list[tuple[Job, Image.Image]] = []
     batch_size = batch_size or default_batch_size(size, mode)
     files_per_batch = batch_size if mode == "full" else 1
 
@@ -521,13 +296,12 @@ def colorize_files(
     def flush() -> None:
         nonlocal written
         images = colorize_images(
-            generator, [rgb for _, rgb, _ in pending], size, mode, batch_size=batch_size, overlap=overlap
+            generator, [image for _, image in pending], size, mode, batch_size=batch_size, overlap=overlap
         )
-        for (job, _, alpha), out in zip(pending, images):
-            if alpha is not None:
-                out.putalpha(alpha)
+        for (job, _), out in zip(pending, images):
             try:
-                save_png_atomic(out, plan[job], job.relative.as_posix())  # type: ignore[arg-type]
+                # whole or not at all; photos barely compress further and level 1 is ~3x faster than 6
+                save_image_atomic(out, plan[job], compress_level=1, pnginfo=_mark(job.relative.as_posix()))
                 written += 1
             except OSError as err:
                 fail(f"{job.source}: cannot write {plan[job]}: {err}")
@@ -543,14 +317,14 @@ def colorize_files(
                 decoded = decode_image(job.source)
                 if decoded.scale > 1:
                     _note(_reduced(job.source, decoded))
-                pending.append((job, decoded.rgb, decoded.alpha))
+                pending.append((job, decoded.image))
             except BadImageError as err:
                 fail(f"skipped: {err}")
                 bar.update(1)
             except UnsafeOutputPath as err:
                 fail(f"skipped {job.source}: {err}")
                 bar.update(1)
-            pixels = sum(rgb.width * rgb.height for _, rgb, _ in pending)
+            pixels = sum(image.width * image.height for _, image in pending)
             if pending and (len(pending) >= files_per_batch or pixels >= PENDING_PIXELS):
                 flush()
         if pending:

@@ -130,7 +130,7 @@ def test_jpeg_above_the_pixel_cap_is_decoded_at_reduced_scale(tmp_path, monkeypa
     Image.new("RGB", (400, 300), (200, 120, 40)).save(tmp_path / "big.jpg")
     monkeypatch.setattr(images, "MAX_DECODED_PIXELS", 10_000)  # 120,000 pixels; a quarter side fits
     decoded = images.decode_image(tmp_path / "big.jpg")
-    assert decoded.rgb.size == (100, 75) and decoded.scale == 4
+    assert decoded.image.size == (100, 75) and decoded.scale == 4
     assert load_rgb(tmp_path / "big.jpg").size == (100, 75)
     assert images.decode_image(tmp_path / "big.jpg", max_side=20).scale == 8  # max_side asks for less still
     monkeypatch.setattr(images, "MAX_DECODED_PIXELS", 1_000)  # not even 1/8 scale fits

@@ -106,10 +106,9 @@ def _describe(err: BaseException) -> str:
 
 
 class DecodedImage(NamedTuple):
-    """An image file decoded to 8-bit RGB, its alpha (or None), and the JPEG decoding scale."""
+    """An image file decoded to 8 bits (``L``, ``RGB`` or ``RGBA``, alpha still attached) and its JPEG scale."""
 
-    rgb: Image.Image
-    alpha: Image.Image | None
+    image: Image.Image
     scale: int  # a JPEG decoded at 1/scale of its stored size (1: full size; always 1 for other formats)
 
 
@@ -136,7 +135,7 @@ def _too_many_pixels(im: Image.Image, scale: int) -> str:
 
 
 def decode_image(path: str | Path, max_side: int | None = None) -> DecodedImage:
-    """Decode ``path`` to 8-bit RGB and alpha, upright per EXIF, first frame of animations.
+    """Decode ``path`` to 8 bits per channel, upright per EXIF, first frame of animations.
 
     Memory stays bounded for huge photos: a JPEG is decoded at a reduced draft scale (1/2 to 1/8)
     when ``max_side`` allows it or when it would hold more than :data:`MAX_DECODED_PIXELS`; other
@@ -178,18 +177,23 @@ def decode_image(path: str | Path, max_side: int | None = None) -> DecodedImage:
         img = img.transpose(_TRANSPOSE_FOR_ORIENTATION[orientation])
     if max_side is not None and max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return DecodedImage(*split_alpha(img), scale)
+    return DecodedImage(img, scale)
 
 
 def load_image(path: str | Path, max_side: int | None = None) -> tuple[Image.Image, Image.Image | None]:
     """:func:`decode_image` as (8-bit RGB, alpha or None)."""
-    rgb, alpha, _ = decode_image(path, max_side)
-    return rgb, alpha
+    return split_alpha(decode_image(path, max_side).image)
 
 
-def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
-    """Any in-memory PIL image -> (8-bit RGB, alpha or None); 16-bit and float data rescaled, not clipped."""
-    img = _to_8bit(image)
+def split_alpha(image: Image.Image | np.ndarray) -> tuple[Image.Image, Image.Image | None]:
+    """Any in-memory image -> (8-bit RGB, alpha or None): the one place transparency is decided.
+
+    Alpha is kept, never composited: training ignores it, and a colorized image gets it back
+    unchanged (RGB pixels under alpha 0 are colorized like the rest). 16-bit and float data are
+    rescaled, not clipped. An array is read as ``Image.fromarray`` does (H x W gray, H x W x 3 RGB,
+    H x W x 4 RGBA).
+    """
+    img = _to_8bit(Image.fromarray(image) if isinstance(image, np.ndarray) else image)
     alpha = img.getchannel("A") if img.mode == "RGBA" else None
     return (img if img.mode == "RGB" else img.convert("RGB")), alpha
 
