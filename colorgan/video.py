@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from colorgan.color import AB_SCALE, L_SCALE, render_uint8, rgb_to_lab_normalized
-from colorgan.colorize import colorize_images
+from colorgan.inference import colorize_images
 from colorgan.io import replacing
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})

@@ -10,9 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from colorgan.colorize import colorize_images
+from colorgan.colorize import main
+from colorgan.inference import colorize_images
 from colorgan.models import build_generator
 from colorgan.video import TemporalSmoothing, VideoError, colorize_video, pan_zoom_clip
+from tests.test_colorize import save_checkpoint
 
 av = pytest.importorskip("av")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,3 +88,10 @@ def test_an_unreadable_video_is_named(generator, tmp_path):
     with pytest.raises(VideoError, match=r"film\.mp4"):
         colorize_video(generator, bad, tmp_path / "out.mp4", size=32, progress=False)
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_the_command_line_colorizes_a_video_and_reports_its_flicker(clip, tmp_path, capsys):
+    ckpt = save_checkpoint(TINY_UNET, tmp_path / "tiny.ckpt")
+    assert main([str(clip), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--temporal"]) == 0
+    assert len(frames_of(tmp_path / "out" / "clip.mp4")) == 20
+    assert "flicker" in capsys.readouterr().err
