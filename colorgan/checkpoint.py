@@ -16,6 +16,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
+from colorgan.model_folder import is_model_folder, load_as_checkpoint
 from colorgan.models import build_generator, set_stochastic_inference
 
 # Lightning's own names for ``trainer.fit(ckpt_path=...)``, resolved by Lightning itself.
@@ -288,9 +289,14 @@ def widen_for_noise_inputs(weights: dict[str, torch.Tensor], generator: nn.Modul
     return widened
 
 
+def read_generator_source(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint, or a model folder (colorgan-export --format folder) in the same shape."""
+    return load_as_checkpoint(path) if is_model_folder(path) else load_checkpoint(path)
+
+
 def load_generator_weights(generator: nn.Module, path: str | Path) -> None:
     """``model.init_from``: copy a checkpoint's generator into ``generator`` (weights only)."""
-    ckpt = load_checkpoint(path)
+    ckpt = read_generator_source(path)
     weights = generator_state(ckpt, path)
     if getattr(generator, "noise_channels", 0):
         weights = widen_for_noise_inputs(weights, generator)
@@ -311,7 +317,7 @@ def load_generator(
     ``stochastic`` (None: the run's ``model.stochastic_inference``, off if unset) keeps dropout and
     noise inputs random, as pix2pix does at test time; off, every call gives the same colours.
     """
-    ckpt = load_checkpoint(path)
+    ckpt = read_generator_source(path)
     cfg = generator_config(ckpt, path)
     if "pretrained" in cfg:
         cfg["pretrained"] = False  # the checkpoint has the weights; never fetch ImageNet ones
