@@ -34,9 +34,8 @@ from colorgan.color import rgb_to_lab_normalized
 from colorgan.data.datamodule import ColorizationDataModule, DeviceBatches
 from colorgan.data.datasets import FolderDataset, TensorImageDataset
 from colorgan.data.images import find_images
-from colorgan.memory import keep_freed_memory
 from colorgan.module import ColorizationModule
-from colorgan.precision import BF16_MIN_SPEEDUP, CANDIDATES, choose_precision, resolve_precision
+from colorgan.runtime import BF16_MIN_SPEEDUP, CANDIDATES, choose_precision, keep_freed_memory, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("limit", "lab", "step", "data", "epoch", "infer")

@@ -1,13 +1,8 @@
-"""Reading and writing checkpoints safely: atomic writes, no pickled code on load, clear errors."""
+"""Checkpoints: saved atomically, loaded without running pickled code, and checked against the model that uses them."""
 
 from __future__ import annotations
 
 import logging
-import os
-import pickle
-import re
-import warnings
-import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +11,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
+from colorgan.io import UnreadableFile, load_torch_file, save_torch_atomic
 from colorgan.model_folder import is_model_folder, load_as_checkpoint
 from colorgan.models import build_generator, set_stochastic_inference
 
@@ -26,34 +22,11 @@ RESUME_KEYWORDS = ("last", "last_or_new")
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UnreadableFile):
     """A checkpoint that is missing, unreadable, unsafe or of the wrong kind."""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+CHECKPOINT_FIX = "pass a .ckpt file written by a colorgan training run (e.g. last.ckpt, or an earlier epoch's)"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -66,9 +39,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        path = atomic_torch_save(checkpoint, path)
-        _fsync_dir(path.parent)
-        _remove_stale_tmp_files(path)
+        save_torch_atomic(checkpoint, path)
 
     def load_checkpoint(
         self,
@@ -79,105 +50,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return load_checkpoint(path, map_location=map_location)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (a power cut right after could otherwise undo it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _remove_stale_tmp_files(path: Path) -> None:
-    """Delete ``.NAME.PID.tmp`` left by a process killed while saving, once that process is gone."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp$")
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        match = pattern.match(tmp.name)
-        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
-            tmp.unlink(missing_ok=True)
-
-
-ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (PyTorch >= 1.6)
-PICKLE_PROTOCOLS = range(2, 6)  # older torch.save: a pickle stream, b"\x80" then its protocol
-# Words of PyTorch's weights-only unpickler when a pickle names code (a class, a function to call)
-UNSAFE_WORDS = ("GLOBAL", "unrecognized function", "allowlisted")
-
-
 def load_checkpoint(path: str | Path, map_location: Callable | str | torch.device | None = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain data only, never code.
-
-    The file is recognised before it is unpickled, so a folder, an image or random bytes are called
-    what they are, and only a pickle that names code is reported as unsafe.
-    """
+    """A checkpoint read safely (:func:`colorgan.io.load_torch_file`); a folder gets the .ckpt files in it named."""
     path = Path(path).expanduser()
-    _check_checkpoint_file(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # says to file an issue with torch
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise _unpickling_error(path, err) from err
-    except MemoryError:
-        raise
-    except Exception as err:  # a damaged archive or stream fails in many ways: RuntimeError, EOFError, KeyError...
-        raise _corrupt(path, err) from err
+    if path.is_dir():
+        raise CheckpointError(_folder_message(path))
+    ckpt = load_torch_file(path, "checkpoint", CHECKPOINT_FIX, CheckpointError, map_location)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a colorgan checkpoint")
     return ckpt
-
-
-def _check_checkpoint_file(path: Path) -> None:
-    """Raise :class:`CheckpointError` saying what ``path`` is, unless it starts like a file torch.save writes."""
-    if path.is_dir():
-        raise CheckpointError(_folder_message(path))
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt file from a training run")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
-    if not head:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); use another checkpoint, e.g. an earlier epoch")
-    if head.startswith(ZIP_MAGIC):
-        _check_torch_archive(path)
-    elif not (len(head) > 1 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS):
-        raise CheckpointError(
-            f"{path} is not a checkpoint: it holds {_kind_of(head)}, not the zip archive that torch.save writes; "
-            "pass a .ckpt file from a training run"
-        )
-
-
-def _check_torch_archive(path: Path) -> None:
-    """A zip archive is a checkpoint only if it holds the ``<name>/data.pkl`` that torch.save writes."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as err:
-        raise _corrupt(path, err) from err
-    if not any(name.endswith("/data.pkl") for name in names):
-        raise CheckpointError(
-            f"{path} is not a checkpoint: it is a zip archive without the data.pkl that torch.save writes; "
-            "pass a .ckpt file from a training run"
-        )
-
-
-def _kind_of(head: bytes) -> str:
-    """What the first bytes of a file suggest it is, in words."""
-    if head.startswith(b"\x89PNG"):
-        return "a PNG image"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "a JPEG image"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "data of an unknown kind"
-    return "text" if all(c.isprintable() or c.isspace() for c in text) else "data of an unknown kind"
 
 
 def _folder_message(folder: Path) -> str:
@@ -189,43 +70,10 @@ def _folder_message(folder: Path) -> str:
     if not found:
         return (
             f"checkpoint {folder} is a folder, not a file, and holds no .ckpt file (in it, its checkpoints/ or "
-            "its subfolders' checkpoints/); pass the path of a .ckpt file from a training run"
+            f"its subfolders' checkpoints/); {CHECKPOINT_FIX}"
         )
     listing = ", ".join(p.name for p in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
     return f"checkpoint {folder} is a folder, not a file; did you mean {found[0]}? (it holds {listing})"
-
-
-def _corrupt(path: Path, err: BaseException) -> CheckpointError:
-    detail = type(err).__name__ + (f": {str(err).splitlines()[0]}" if str(err).strip() else "")
-    return CheckpointError(
-        f"checkpoint {path} is truncated or corrupt ({detail}); "
-        "use another checkpoint, e.g. last.ckpt or an earlier epoch"
-    )
-
-
-def _unpickler_reason(err: pickle.UnpicklingError) -> str:
-    """The weights-only unpickler's own finding, without PyTorch's advice around it.
-
-    That advice (set ``weights_only=False``, allowlist the class) would run the code we refuse.
-    """
-    text = str(err).split("Check the documentation of torch.load")[0].rsplit("WeightsUnpickler error:", 1)[-1]
-    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
-    reason = lines[-1].removeprefix("Weights only load failed. ") if lines else type(err).__name__
-    return reason.split(" Please use `torch.serialization")[0]
-
-
-def _unpickling_error(path: Path, err: pickle.UnpicklingError) -> CheckpointError:
-    """Unsafe if the pickle names code; otherwise a pickle that is not (or no longer) a checkpoint."""
-    reason = _unpickler_reason(err)
-    if any(word in reason for word in UNSAFE_WORDS):
-        return CheckpointError(
-            f"refused to load {path}: it holds objects other than tensors and plain data, which could run "
-            f"code when unpickled ({reason}). Only load checkpoints written by colorgan."
-        )
-    return CheckpointError(
-        f"{path} is not a checkpoint, or a damaged one: PyTorch cannot read the pickle in it ({reason}); "
-        "use another checkpoint, e.g. last.ckpt or an earlier epoch"
-    )
 
 
 def generator_state(ckpt: dict[str, Any], path: str | Path, ema: bool = True) -> dict[str, torch.Tensor]:

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from colorgan.io import write_atomic
+
 DEFAULT_METRICS = ("val/psnr_gain", "val/delta_e", "val/colorfulness", "val/realism")
 
 
@@ -54,9 +56,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metrics: Sequence
     handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
+    out = write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=90))
     plt.close(fig)
     return out
 

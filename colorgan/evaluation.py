@@ -26,6 +26,7 @@ from colorgan.checkpoint import load_generator
 from colorgan.color import AB_SCALE
 from colorgan.data.datasets import drop_skipped
 from colorgan.fid import FeatureStats, FrechetReference, build_inception, find_inception_weights
+from colorgan.io import WeightsUnavailable, find_weights
 from colorgan.metrics import (
     PER_IMAGE_METRICS,
     Rendered,
@@ -38,7 +39,6 @@ from colorgan.models import set_stochastic_inference
 from colorgan.probe import TRAIN_COMMAND, ProbeError, ProbeNet, load_probe
 from colorgan.report import format_table, skipped_summary, write_report
 from colorgan.visualize import make_grid, save_image_atomic
-from colorgan.weights import WeightsUnavailable, find_weights
 
 log = logging.getLogger(__name__)
 

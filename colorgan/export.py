@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from colorgan.checkpoint import CheckpointError, load_generator, read_generator_source
+from colorgan.io import replacing
 from colorgan.model_folder import ModelFolderError, save_model_folder
 from colorgan.places import OutputPlaceError, check_output_file, check_output_folder
 
@@ -167,16 +167,11 @@ def export_generator(
     # file can be checked against PyTorch; stochastic generators are refused in main()
     example = torch.rand(EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     write = {"onnx": _export_onnx, "torchscript": _export_torchscript, "compact": _export_compact}[fmt]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:  # written beside the target and renamed once verified: a failed export leaves no file
+    with replacing(out) as tmp:  # renamed into place once verified: a failed export leaves no file
         with torch.inference_mode(False), torch.no_grad():
             write(generator, example, tmp, metadata or {})
         if verify_size is not None:
             verify(generator, tmp, fmt, verify_size)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

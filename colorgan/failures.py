@@ -26,11 +26,11 @@ def _known_types() -> tuple[type[BaseException], ...]:
     from colorgan.config_checks import ConfigError
     from colorgan.data.cifar10 import DataNotFoundError
     from colorgan.data.images import BadImageError
+    from colorgan.io import WeightsUnavailable
     from colorgan.module import NonFiniteLossError
     from colorgan.probe import ProbeError
     from colorgan.run_folder import OutputNotWritableError
     from colorgan.training import NoStepTakenError
-    from colorgan.weights import WeightsUnavailable
 
     return (
         CheckpointError,

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from colorgan.weights import WeightsUnavailable, find_weights, load_state_dict_file
+from colorgan.io import WeightsUnavailable, find_weights, load_state_dict_file
 
 # torch-fidelity's port of the TensorFlow FID Inception-v3 (the weights of Heusel et al.'s FID)
 INCEPTION_URL = (

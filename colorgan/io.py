@@ -1,13 +1,20 @@
-"""Files in and out, each way written once: atomic writes, safe torch loads, cached weight look-ups.
+"""Files in and out, each way written once: atomic writes, safe torch loads, pretrained weight look-ups.
 
 Every file colorgan writes (checkpoints, images, reports, exports, prepared data) appears whole or
 not at all: it is written beside its destination and renamed into place. Every torch file it reads
-goes through ``weights_only=True``, so no pickled code runs, whatever the file claims to be.
+goes through ``weights_only=True``, so no pickled code runs, whatever the file claims to be; a file
+that is not a torch file at all (a folder, an image, text) is called what it is. Pretrained weights
+that evaluation can use are looked up as a configured file or in torch.hub's cache and never
+downloaded, so evaluation runs offline and says how to provide what is missing.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +27,11 @@ class UnreadableFile(RuntimeError):
     """A torch file that is missing, unsafe, corrupt or not what the caller expected; the message says the fix."""
 
 
+class WeightsUnavailable(UnreadableFile):
+    """Weights a metric needs are not on this machine (or not usable); the message says how to fix it."""
+
+
+# ------------------------------------------------------------------------------------------ writing
 def fsync_folder(folder: Path) -> None:
     """Make a rename durable (a power cut right after could otherwise undo it)."""
     try:
@@ -67,9 +79,34 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Delete the temporary files of ``path`` left by processes killed while writing it, once they are gone."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp{re.escape(path.suffix)}$")
+    for tmp in path.parent.glob(f".{path.name}.*.tmp{path.suffix}"):
+        match = pattern.match(tmp.name)
+        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+
+
 def save_torch_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` that a kill mid-write cannot turn into a half file (fsynced: checkpoints matter)."""
-    return write_atomic(path, lambda tmp: torch.save(obj, tmp), durable=True)
+    """``torch.save`` that a kill mid-write cannot turn into a half file (fsynced: checkpoints matter).
+
+    A process killed while saving leaves its temporary file, which can be as large as the
+    checkpoint; the next save of the same file removes it.
+    """
+    path = write_atomic(path, lambda tmp: torch.save(obj, tmp), durable=True)
+    remove_stale_temp_files(path)
+    return path
 
 
 def save_image_atomic(image: Any, path: str | Path, **save_kwargs: Any) -> Path:
@@ -81,22 +118,146 @@ def save_image_atomic(image: Any, path: str | Path, **save_kwargs: Any) -> Path:
     return write_atomic(path, lambda tmp: image.save(tmp, format="PNG", **save_kwargs))
 
 
-def load_torch_file(path: str | Path, what: str = "file", map_location: Any = "cpu") -> Any:
-    """``torch.load(weights_only=True)``: tensors and plain data only, never code; errors name the file."""
+# ------------------------------------------------------------------------------------------ reading
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (PyTorch >= 1.6)
+PICKLE_PROTOCOLS = range(2, 6)  # older torch.save: a pickle stream, b"\x80" then its protocol
+# Words of PyTorch's weights-only unpickler when a pickle names code (a class, a function to call)
+UNSAFE_WORDS = ("GLOBAL", "unrecognized function", "allowlisted")
+
+
+def load_torch_file(
+    path: str | Path,
+    what: str = "torch file",
+    fix: str = "pass a file written by torch.save",
+    error: type[UnreadableFile] = UnreadableFile,
+    map_location: Any = "cpu",
+) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain data only, never code.
+
+    The file is recognised before it is unpickled, so a folder, an image or random bytes are called
+    what they are, and only a pickle that names code is reported as unsafe. Every failure raises
+    ``error`` naming ``what`` (e.g. "checkpoint"), the path and ``fix``.
+    """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UnreadableFile(f"{what} {path} does not exist")
+    problem = _file_problem(path, what)
+    if problem:
+        raise error(f"{problem}; {fix}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # refused pickles, corrupt archives: either way unusable
-        raise UnreadableFile(f"{what} {path} could not be read safely ({type(err).__name__}: {err})") from err
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # says to file an issue with torch
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise error(f"{_unpickling_problem(path, what, err)}; {fix}") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # a damaged archive or stream fails in many ways: RuntimeError, EOFError, KeyError...
+        raise error(f"{_corrupt(path, what, err)}; {fix}") from err
 
 
+def _file_problem(path: Path, what: str) -> str | None:
+    """What ``path`` is, unless it starts like a file torch.save writes (then None)."""
+    if path.is_dir():
+        return f"{what} {path} is a folder, not a file"
+    if not path.is_file():
+        return f"{what} {path} does not exist"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        return f"cannot read {what} {path}: {err.strerror or err}"
+    if not head:
+        return f"{what} {path} is empty (0 bytes)"
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as err:
+            return _corrupt(path, what, err)
+        if not any(name.endswith("/data.pkl") for name in names):
+            return f"{_not_a(path, what)}: it is a zip archive without the data.pkl that torch.save writes"
+    elif not (len(head) > 1 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS):
+        return f"{_not_a(path, what)}: it holds {_kind_of(head)}, not the zip archive that torch.save writes"
+    return None
+
+
+def _not_a(path: Path, what: str, aside: str = "") -> str:
+    article = "an" if what[:1].lower() in tuple("aeiou") else "a"
+    return f"{path} is not {article} {what}{aside} and could not be read safely"
+
+
+def _kind_of(head: bytes) -> str:
+    """What the first bytes of a file suggest it is, in words."""
+    if head.startswith(b"\x89PNG"):
+        return "a PNG image"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "a JPEG image"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "data of an unknown kind"
+    return "text" if all(c.isprintable() or c.isspace() for c in text) else "data of an unknown kind"
+
+
+def _corrupt(path: Path, what: str, err: BaseException) -> str:
+    detail = type(err).__name__ + (f": {str(err).splitlines()[0]}" if str(err).strip() else "")
+    return f"{what} {path} is truncated or corrupt ({detail})"
+
+
+def _unpickler_reason(err: pickle.UnpicklingError) -> str:
+    """The weights-only unpickler's own finding, without PyTorch's advice around it.
+
+    That advice (set ``weights_only=False``, allowlist the class) would run the code we refuse.
+    """
+    text = str(err).split("Check the documentation of torch.load")[0].rsplit("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    reason = lines[-1].removeprefix("Weights only load failed. ") if lines else type(err).__name__
+    return reason.split(" Please use `torch.serialization")[0]
+
+
+def _unpickling_problem(path: Path, what: str, err: pickle.UnpicklingError) -> str:
+    """Unsafe if the pickle names code; otherwise a pickle that is not (or no longer) what was asked for."""
+    reason = _unpickler_reason(err)
+    if any(word in reason for word in UNSAFE_WORDS):
+        return (
+            f"refused to load {path}: it holds objects other than tensors and plain data, which could run "
+            f"code when unpickled ({reason})"
+        )
+    return f"{_not_a(path, what, ', or is a damaged one,')}: PyTorch cannot read the pickle in it ({reason})"
+
+
+# ------------------------------------------------------------------------------- pretrained weights
 def hub_cache_file(url_or_name: str) -> Path:
     """Where ``torch.hub`` (and so torchvision and torch-fidelity) keeps a downloaded file."""
     return Path(torch.hub.get_dir()) / "checkpoints" / url_or_name.rsplit("/", 1)[-1]
 
 
+def find_weights(configured: str | None, key: str, url: str) -> Path:
+    """``configured`` if set (it must exist), else the cached download of ``url``, else a clear error."""
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailable(f"{key}={path} does not exist")
+        return path
+    cached = hub_cache_file(url)
+    if cached.is_file():
+        return cached
+    raise WeightsUnavailable(
+        f"{key} is not set and {cached} is absent (no downloads during evaluation); "
+        f"download {url} once and pass {key}=PATH, or put the file in {cached.parent}"
+    )
+
+
+def load_state_dict_file(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """A state dict of ``what`` (e.g. "Inception") read safely; a ``{"state_dict": ...}`` wrapper is unwrapped."""
+    state = load_torch_file(path, f"{what} weights file", "download it again", WeightsUnavailable)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsUnavailable(f"{what} weights {path} are not a state dict of tensors")
+    return state
+
+
+# ------------------------------------------------------------------------------------------ tables
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     """A GitHub Markdown table; ``|`` inside a cell is escaped."""
 

@@ -18,7 +18,7 @@ from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from colorgan.color import AB_SCALE, L_SCALE, render_uint8, rgb_to_lab_normalized
-from colorgan.weights import WeightsUnavailable, load_state_dict_file
+from colorgan.io import WeightsUnavailable, load_state_dict_file
 
 PSNR_CAP_DB = 100.0  # an exact match would be infinite; cap it so means stay finite
 

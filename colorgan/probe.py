@@ -25,20 +25,21 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from colorgan.checkpoint import atomic_torch_save
 from colorgan.color import lab_normalized_to_rgb, rgb_to_lab_normalized, to_uint8
+from colorgan.data.cifar10 import CLASS_NAMES, ensure_cifar10, load_cifar10_split
+from colorgan.io import UnreadableFile, load_torch_file, save_torch_atomic
 from colorgan.places import folder_problem
+from colorgan.runtime import pick_device
 
 log = logging.getLogger(__name__)
 
 PROBE_FORMAT = "colorgan-probe/1"
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 TRAIN_COMMAND = "python -m colorgan.probe train paths.data_dir=DATA probe.weights_path=PATH"
 
 
-class ProbeError(RuntimeError):
+class ProbeError(UnreadableFile):
     """A probe weights file that is missing, unreadable or of the wrong kind."""
 
 
@@ -141,7 +142,7 @@ def train_probe(
     labels: torch.Tensor,
     *,
     widths: Sequence[int] = (32, 64, 128),
-    num_classes: int = len(CIFAR10_CLASSES),
+    num_classes: int = len(CLASS_NAMES),
     epochs: float = 4,
     batch_size: int = 256,
     lr: float = 0.2,
@@ -213,8 +214,6 @@ def train_probe(
 
 def save_probe(path: str | Path, net: ProbeNet, class_names: Sequence[str], info: dict[str, Any]) -> Path:
     """Write the probe atomically (temporary file, fsync, rename): a crash never leaves half a file."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": PROBE_FORMAT,
         "config": {"widths": net.widths, "num_classes": net.head.out_features},
@@ -222,7 +221,7 @@ def save_probe(path: str | Path, net: ProbeNet, class_names: Sequence[str], info
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "info": info,
     }
-    return atomic_torch_save(payload, path)
+    return save_torch_atomic(payload, Path(path).expanduser())
 
 
 def load_probe(path: str | Path, device: torch.device | str = "cpu") -> tuple[ProbeNet, dict[str, Any]]:
@@ -230,10 +229,7 @@ def load_probe(path: str | Path, device: torch.device | str = "cpu") -> tuple[Pr
     path = Path(path).expanduser()
     if not path.is_file():
         raise ProbeError(f"no probe weights at {path}; create them with: {TRAIN_COMMAND}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # refused pickles and corrupt archives: either way, not usable
-        raise ProbeError(f"probe weights {path} could not be read safely ({type(err).__name__}: {err})") from err
+    payload = load_torch_file(path, "probe weights file", f"create it again with: {TRAIN_COMMAND}", ProbeError)
     if not isinstance(payload, dict) or payload.get("format") != PROBE_FORMAT:
         raise ProbeError(f"{path} is not a colorgan probe (expected format {PROBE_FORMAT!r}); retrain: {TRAIN_COMMAND}")
     cfg = payload["config"]
@@ -258,14 +254,10 @@ def check_writable(path: Path) -> None:
 
 def train_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Train on CIFAR-10's training set, score it on the test set in colour and gray, save it."""
-    from colorgan.data.cifar10 import ensure_cifar10, load_cifar10_split
-
     p = cfg.probe
     out = Path(p.weights_path).expanduser()
     check_writable(out)
-    device = torch.device(
-        "cuda" if p.device == "auto" and torch.cuda.is_available() else "cpu" if p.device == "auto" else p.device
-    )
+    device = pick_device(p.device, key="probe.device")
     ensure_cifar10(cfg.paths.data_dir, p.get("download", True))
     train_x, train_y = load_cifar10_split(cfg.paths.data_dir, "train")
     test_x, test_y = load_cifar10_split(cfg.paths.data_dir, "test")
@@ -289,7 +281,7 @@ def train_from_config(cfg: DictConfig) -> dict[str, Any]:
         "test_accuracy_gray": accuracy(net, gray_version(test_x), test_y),
         "hyperparameters": OmegaConf.to_container(p, resolve=True),
     }
-    save_probe(out, net, CIFAR10_CLASSES, info)
+    save_probe(out, net, CLASS_NAMES, info)
     log.info(
         "probe: test accuracy %.4f on colour, %.4f on gray (%d images); %.0f s training; written to %s",
         info["test_accuracy"], info["test_accuracy_gray"], len(test_x), train_seconds, out,

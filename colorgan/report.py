@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from colorgan.io import markdown_table, write_atomic, write_text_atomic
 
 # arrows say which direction is better; colourfulness has none (closest to the truth's is best)
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "probe_accuracy": True}
@@ -57,12 +58,6 @@ def _skipped_section(skipped: dict[str, Any]) -> str:
     more = [f"- ... and {unlisted} more (the evaluation log names each one)"] if unlisted else []
     items = "\n".join([*(f"- {reason}" for reason in reasons), *more])
     return f"## Skipped images\n\n{skipped_sentence(skipped)}:\n\n{items}"
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _overall_table(report: dict[str, Any]) -> str:
@@ -117,11 +112,7 @@ def plot_per_class(per_class: dict[str, Any], path: str | Path) -> Path:
             low = min(min(v) for _, v in series)
             ax.set_ylim(bottom=max(0.0, math.floor(low) - 2))
     axes[0].set_title("per class, test split")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110))
 
 
 def render_markdown(report: dict[str, Any], plot_name: str | None) -> str:
@@ -153,25 +144,20 @@ def render_markdown(report: dict[str, Any], plot_name: str | None) -> str:
         )
     if report.get("per_class"):
         plot = f"![per-class results]({plot_name})\n\n" if plot_name else ""
-        parts.append("## Per class\n\n" + plot + "\n\n".join(_per_class_tables(report["per_class"])))
+        parts.append("## Per class\n\n" + plot + "\n".join(_per_class_tables(report["per_class"])))
     if report["backends"]:
         parts.append("## Backends\n\n" + "\n".join(f"- {k}: {v}" for k, v in report["backends"].items()))
     parts.append("## Protocol\n\n" + "\n".join(f"- **{k}**: {v}" for k, v in report["protocol"].items()))
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(part.rstrip("\n") for part in parts) + "\n"  # tables end in a newline of their own
 
 
 def write_report(report: dict[str, Any], output_dir: str | Path) -> dict[str, str]:
     """Write report.md (and per_class.png when there are classes) atomically; return their paths."""
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
     plot_name = None
     if report.get("per_class"):
         files["plot"] = str(plot_per_class(report["per_class"], output_dir / "per_class.png"))
         plot_name = "per_class.png"
-    path = output_dir / "report.md"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render_markdown(report, plot_name), encoding="utf-8")
-    tmp.replace(path)
-    files["report"] = str(path)
+    files["report"] = str(write_text_atomic(output_dir / "report.md", render_markdown(report, plot_name)))
     return files

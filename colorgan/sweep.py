@@ -25,6 +25,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from colorgan.io import markdown_table, replacing, write_atomic, write_text_atomic
+
 log = logging.getLogger(__name__)
 
 DEFAULT_METRICS = ("val/l1_ab", "val/psnr", "val/psnr_gain", "val/realism")
@@ -119,7 +121,7 @@ def write_tables(sweep_dir: Path, jobs: Sequence[Job], metrics: Sequence[str]) -
         all_keys += [k for k in job.overrides if k not in all_keys]
     extra = ["epochs", "wall_time_s"]
     csv_path = sweep_dir / "sweep_summary.csv"
-    with csv_path.open("w", newline="") as f:
+    with replacing(csv_path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["job", "status", *all_keys, *metrics, *extra, "folder", "error"])
         for job in jobs:
@@ -138,25 +140,24 @@ def write_tables(sweep_dir: Path, jobs: Sequence[Job], metrics: Sequence[str]) -
     varied = varied_keys(jobs)
     common = [f"{k}={v}" for k, v in (jobs[0].overrides.items() if jobs else []) if k not in varied]
     done = sum(job.status == "completed" for job in jobs)
-    lines = [
-        f"# Sweep summary: {sweep_dir.name}",
-        "",
-        f"{done} of {len(jobs)} jobs completed." + (f" Common overrides: `{' '.join(common)}`" if common else ""),
-        "",
-        "| " + " | ".join(["job", "status", *varied, *metrics, "epochs"]) + " |",
-        "|" + "---|" * (3 + len(varied) + len(metrics)),
+    rows = [
+        [job.num, job.status, *(job.overrides.get(k, "") for k in varied)]
+        + [_fmt(job.metrics.get(m)) for m in metrics]
+        + [_fmt(job.summary.get("epochs"))]
+        for job in jobs
     ]
-    for job in jobs:
-        cells = [str(job.num), job.status, *(job.overrides.get(k, "") for k in varied)]
-        cells += [_fmt(job.metrics.get(m)) for m in metrics] + [_fmt(job.summary.get("epochs"))]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    text = (
+        f"# Sweep summary: {sweep_dir.name}\n\n{done} of {len(jobs)} jobs completed."
+        + (f" Common overrides: `{' '.join(common)}`" if common else "")
+        + "\n\n"
+        + markdown_table(["job", "status", *varied, *metrics, "epochs"], rows)
+    )
     failed = [job for job in jobs if job.status != "completed"]
     if failed:
-        lines += ["", "## Jobs that did not complete", ""]
-        lines += [f"* job {j.num} ({j.status}): {j.short_error or 'no summary.json'} ({j.folder.name})" for j in failed]
-    md_path = sweep_dir / "sweep_summary.md"
-    md_path.write_text("\n".join(lines) + "\n")
-    return csv_path, md_path
+        text += "\n## Jobs that did not complete\n\n" + "".join(
+            f"* job {j.num} ({j.status}): {j.short_error or 'no summary.json'} ({j.folder.name})\n" for j in failed
+        )
+    return csv_path, write_text_atomic(sweep_dir / "sweep_summary.md", text)
 
 
 def numeric_varied_keys(jobs: Sequence[Job]) -> list[str]:
@@ -210,8 +211,7 @@ def write_plot(sweep_dir: Path, jobs: Sequence[Job], metrics: Sequence[str]) -> 
                 ax.legend(fontsize=7)
     fig.suptitle(f"{sweep_dir.name}: final validation metrics ({len(done)} of {len(jobs)} jobs completed)")
     fig.tight_layout()
-    path = sweep_dir / "sweep_summary.png"
-    fig.savefig(path, dpi=100)
+    path = write_atomic(sweep_dir / "sweep_summary.png", lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
     return path
 

@@ -20,10 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from colorgan.checkpoint import AtomicCheckpointIO, check_resume_checkpoint, resolve_resume_path
 from colorgan.config_checks import check_config
-from colorgan.memory import keep_freed_memory
 from colorgan.module import ColorizationModule
-from colorgan.precision import resolve_precision
 from colorgan.run_folder import check_writable, mark_work_started
+from colorgan.runtime import keep_freed_memory, resolve_precision
 
 log = logging.getLogger(__name__)
 

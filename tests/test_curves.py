@@ -37,7 +37,7 @@ def test_a_folder_without_metrics_is_named(tmp_path, capsys):
 
 
 def test_a_grid_saved_as_jpg_is_a_jpeg(tmp_path):
-    from colorgan.visualize import save_image_atomic
+    from colorgan.io import save_image_atomic
 
     image = Image.new("RGB", (64, 32), "red")
     with Image.open(save_image_atomic(image, tmp_path / "grid.jpg")) as saved:

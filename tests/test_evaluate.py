@@ -15,11 +15,12 @@ from omegaconf import DictConfig, open_dict
 from PIL import Image
 
 from colorgan.data import FolderDataModule
+from colorgan.data.cifar10 import CLASS_NAMES as CIFAR10_CLASSES
 from colorgan.data.cifar10 import load_cifar10_split
 from colorgan.evaluation import evaluate
-from colorgan.probe import CIFAR10_CLASSES, ProbeError, predict, save_probe, train_probe
+from colorgan.io import WeightsUnavailable
+from colorgan.probe import ProbeError, predict, save_probe, train_probe
 from colorgan.training import train
-from colorgan.weights import WeightsUnavailable
 from tests.conftest import CONF, train_overrides
 
 PER_IMAGE = {"psnr", "ssim", "l1_ab", "delta_e", "colorfulness", "delta_cf"}

@@ -211,7 +211,7 @@ for i in range(1_000_000):  # every checkpoint consistent: its weights all equal
 def test_kill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     path = tmp_path / "last.ckpt"
     proc = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(path)], cwd=ROOT)
-    tmp = tmp_path / f".last.ckpt.{proc.pid}.tmp"
+    tmp = tmp_path / f".last.ckpt.{proc.pid}.tmp.ckpt"
     try:
         deadline = time.monotonic() + 120
         while not (path.exists() and tmp.exists() and tmp.stat().st_size > 0):  # a later save is half-written

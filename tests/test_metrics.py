@@ -11,6 +11,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image.fid import _compute_fid
 
 from colorgan.fid import FeatureStats, frechet_distance, frechet_distance_stats
+from colorgan.io import WeightsUnavailable
 from colorgan.metrics import (
     build_lpips,
     ciede2000,
@@ -21,7 +22,6 @@ from colorgan.metrics import (
     psnr_uint8,
     ssim_uint8,
 )
-from colorgan.weights import WeightsUnavailable
 
 
 def random_lab(n: int, seed: int) -> torch.Tensor:

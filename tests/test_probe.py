@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from colorgan.data.cifar10 import CLASS_NAMES
 from colorgan.probe import (
-    CIFAR10_CLASSES,
     ProbeError,
     ProbeNet,
     accuracy,
@@ -19,6 +19,7 @@ from colorgan.probe import (
     train_from_config,
     train_probe,
 )
+from colorgan.runtime import DeviceUnavailable
 
 TINY = (8, 16, 16)
 
@@ -78,10 +79,10 @@ def test_probe_learns_colour_and_fails_on_gray():
 def test_save_is_weights_only_and_round_trips(tmp_path):
     images, labels = colour_coded(32, 3)
     net = train_probe(images, labels, widths=TINY, max_steps=2, batch_size=16)
-    path = save_probe(tmp_path / "sub" / "probe.pt", net, CIFAR10_CLASSES, {"test_accuracy": 0.5})
+    path = save_probe(tmp_path / "sub" / "probe.pt", net, CLASS_NAMES, {"test_accuracy": 0.5})
     assert sorted(p.name for p in path.parent.iterdir()) == ["probe.pt"]  # no temporary file left behind
     raw = torch.load(path, weights_only=True)
-    assert raw["class_names"] == list(CIFAR10_CLASSES) and raw["config"]["widths"] == list(TINY)
+    assert raw["class_names"] == list(CLASS_NAMES) and raw["config"]["widths"] == list(TINY)
     loaded, meta = load_probe(path)
     assert meta["info"] == {"test_accuracy": 0.5}
     torch.testing.assert_close(loaded(images), net(images))
@@ -125,3 +126,10 @@ def test_command_line_needs_the_train_subcommand(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2 and "python -m colorgan.probe train" in capsys.readouterr().err
+
+
+def test_a_gpu_that_is_not_there_is_named_before_training(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = make_cfg([f"probe.weights_path={tmp_path / 'p.pt'}", "probe.device=cuda"], config_name="probe")
+    with pytest.raises(DeviceUnavailable, match=r"probe\.device cuda: CUDA is not available"):
+        train_from_config(cfg)

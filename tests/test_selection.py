@@ -9,8 +9,9 @@ import torch
 from lightning.pytorch import Callback
 
 from colorgan.callbacks import GuardedModelCheckpoint
+from colorgan.data.cifar10 import CLASS_NAMES as CIFAR10_CLASSES
 from colorgan.data.cifar10 import load_cifar10_split
-from colorgan.probe import CIFAR10_CLASSES, ProbeError, save_probe, train_probe
+from colorgan.probe import ProbeError, save_probe, train_probe
 from colorgan.training import build
 from tests.conftest import train_overrides
 

@@ -1,4 +1,4 @@
-"""Untrusted checkpoints: no loader in colorgan ever runs code hidden in a pickle."""
+"""Untrusted checkpoints and weights: no loader in colorgan ever runs code hidden in a pickle."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from PIL import Image
 
 from colorgan.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint, load_generator
 from colorgan.evaluation import evaluate
+from colorgan.io import WeightsUnavailable, load_state_dict_file
 from colorgan.models import build_generator
+from colorgan.models.resnet_unet import PretrainedWeightsUnavailable, load_imagenet_resnet18_state
+from colorgan.probe import ProbeError, load_probe
 from colorgan.training import build, train
 from tests.conftest import train_overrides
 
@@ -164,3 +167,22 @@ def test_a_truly_unsafe_pickle_is_refused_without_torchs_advice_to_trust_it(tmp_
         load_checkpoint(path)
     message = str(info.value)
     assert "Custom" in message and "weights_only" not in message and "add_safe_globals" not in message, message
+
+
+# ------------------------------------------------------------------------ every other torch file, alike
+OTHER_LOADERS = {
+    "probe": (lambda path: load_probe(path), ProbeError),
+    "metric weights": (lambda path: load_state_dict_file(path, "Inception"), WeightsUnavailable),
+    "ImageNet ResNet-18": (lambda path: load_imagenet_resnet18_state(str(path)), PretrainedWeightsUnavailable),
+}
+
+
+@pytest.mark.parametrize("loader", sorted(OTHER_LOADERS))
+def test_every_loader_refuses_code_and_names_what_a_file_is(tmp_path, evil, marker, loader):
+    load, error = OTHER_LOADERS[loader]
+    with pytest.raises(error, match=r"refused to load .*could run code"):
+        load(evil)
+    assert not marker.exists()
+    png = write_not_a_checkpoint(tmp_path / "weights.pt", "png")
+    with pytest.raises(error, match=r"it holds a PNG image, not the zip archive that torch\.save writes"):
+        load(png)

@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from colorgan.io import replacing
+
 SPLITS = ("train", "test")
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -25,9 +28,8 @@ def _download_with_torchvision(folder: Path) -> None:
     raw = folder / "torchvision"
     for split in SPLITS:
         ds = torchvision.datasets.CIFAR10(root=str(raw), train=split == "train", download=True)
-        tmp = folder / f"{split}.tmp.npz"
-        np.savez(tmp, images=np.asarray(ds.data, dtype=np.uint8), labels=np.asarray(ds.targets, dtype=np.int64))
-        tmp.replace(folder / f"{split}.npz")
+        with replacing(folder / f"{split}.npz") as tmp:
+            np.savez(tmp, images=np.asarray(ds.data, dtype=np.uint8), labels=np.asarray(ds.targets, dtype=np.int64))
 
 
 def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:

@@ -13,7 +13,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from colorgan.color import rgb_to_lab_normalized
-from colorgan.data.cifar10 import DataNotFoundError, cifar10_split_size, ensure_cifar10, load_cifar10_split
+from colorgan.data.cifar10 import CLASS_NAMES, DataNotFoundError, cifar10_split_size, ensure_cifar10, load_cifar10_split
 from colorgan.data.datasets import FolderDataset, SkippedImages, TensorImageDataset, check_readable
 from colorgan.data.images import IMAGE_EXTENSIONS, find_images
 
@@ -137,7 +137,7 @@ class DeviceBatches:
 class CIFAR10DataModule(ColorizationDataModule):
     """CIFAR-10 at 32 x 32: train minus a fixed seeded validation slice, and the official test set."""
 
-    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    class_names = CLASS_NAMES
 
     def __init__(
         self,

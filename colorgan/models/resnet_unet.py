@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from colorgan.io import UnreadableFile, hub_cache_file, load_torch_file
 from colorgan.models.layers import (
     NoiseChannels,
     cat_channels,
@@ -19,17 +20,18 @@ from colorgan.models.layers import (
 )
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(UnreadableFile):
     """ImageNet weights were asked for but cannot be read or downloaded."""
 
 
 def load_imagenet_resnet18_state(weights_path: str | None = None) -> dict[str, torch.Tensor]:
     """ImageNet ResNet-18 weights from ``weights_path``, torch's hub cache, or a download."""
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    cached = hub_cache_file(weights.url)
     path = Path(weights_path).expanduser() if weights_path else cached
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        fix = f"download {weights.url} there again, or set model.generator.pretrained=false"
+        return load_torch_file(path, "ImageNet ResNet-18 weights file", fix, PretrainedWeightsUnavailable)
     if weights_path:
         raise PretrainedWeightsUnavailable(
             f"model.generator.weights_path={weights_path} does not exist; "
