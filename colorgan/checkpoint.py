@@ -12,6 +12,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from colorgan.io import UnreadableFile, load_torch_file, save_torch_atomic
+from colorgan.model_folder import is_model_folder, load_as_checkpoint
 from colorgan.models import build_generator, set_stochastic_inference
 
 # Lightning's own names for ``trainer.fit(ckpt_path=...)``, resolved by Lightning itself.
@@ -75,10 +76,13 @@ def _folder_message(folder: Path) -> str:
     return f"checkpoint {folder} is a folder, not a file; did you mean {found[0]}? (it holds {listing})"
 
 
-def generator_state(ckpt: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
-    """The generator's weights from a Lightning checkpoint (keys ``generator.*``)."""
+def generator_state(ckpt: dict[str, Any], path: str | Path, ema: bool = True) -> dict[str, torch.Tensor]:
+    """The generator's weights from a Lightning checkpoint: its weight average (``generator_ema.module.*``)
+    when it has one and ``ema``, else the trained weights (``generator.*``)."""
     state = ckpt.get("state_dict", {})
     prefix = "generator."
+    if ema and isinstance(state, dict) and any(k.startswith("generator_ema.module.") for k in state):
+        prefix = "generator_ema.module."
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)} if isinstance(state, dict) else {}
     if not weights:
         raise CheckpointError(
@@ -133,9 +137,14 @@ def widen_for_noise_inputs(weights: dict[str, torch.Tensor], generator: nn.Modul
     return widened
 
 
+def read_generator_source(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint, or a model folder (colorgan-export --format folder) in the same shape."""
+    return load_as_checkpoint(path) if is_model_folder(path) else load_checkpoint(path)
+
+
 def load_generator_weights(generator: nn.Module, path: str | Path) -> None:
     """``model.init_from``: copy a checkpoint's generator into ``generator`` (weights only)."""
-    ckpt = load_checkpoint(path)
+    ckpt = read_generator_source(path)
     weights = generator_state(ckpt, path)
     if getattr(generator, "noise_channels", 0):
         weights = widen_for_noise_inputs(weights, generator)
@@ -149,14 +158,14 @@ def load_generator_weights(generator: nn.Module, path: str | Path) -> None:
 
 
 def load_generator(
-    path: str | Path, device: str | torch.device = "cpu", stochastic: bool | None = None
+    path: str | Path, device: str | torch.device = "cpu", stochastic: bool | None = None, ema: bool = True
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained generator for inference from its checkpoint alone, in eval mode.
 
     ``stochastic`` (None: the run's ``model.stochastic_inference``, off if unset) keeps dropout and
     noise inputs random, as pix2pix does at test time; off, every call gives the same colours.
     """
-    ckpt = load_checkpoint(path)
+    ckpt = read_generator_source(path)
     cfg = generator_config(ckpt, path)
     if "pretrained" in cfg:
         cfg["pretrained"] = False  # the checkpoint has the weights; never fetch ImageNet ones
@@ -165,7 +174,7 @@ def load_generator(
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"checkpoint {path} describes a generator colorgan cannot build ({err})") from err
     _load_weights(
-        generator, generator_state(ckpt, path), path, "its own hyper_parameters.generator", "the file is damaged"
+        generator, generator_state(ckpt, path, ema), path, "its own hyper_parameters.generator", "the file is damaged"
     )
     hparams = ckpt.get("hyper_parameters", {})
     if stochastic is None:

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, PngImagePlugin
 from torch import nn
@@ -29,6 +30,7 @@ from colorgan.inference import MODES, colorize_images, default_batch_size
 from colorgan.io import save_image_atomic
 from colorgan.places import OutputPlaceError, check_output_folder
 from colorgan.runtime import pick_device
+from colorgan.video import VIDEO_EXTENSIONS, TemporalSmoothing, VideoError, colorize_video
 
 OUTPUT_SUFFIX = ".png"
 COLLISION_MARK = "_colorized"
@@ -233,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
     parser.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     parser.add_argument("--mode", choices=MODES, default="full", help="full (default) or tiles, see below")
@@ -246,7 +248,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="images (full, default 8) or windows (tiles, default ~256K pixels of them) per batch",
     )
+    parser.add_argument(
+        "--temporal",
+        type=float,
+        nargs="?",
+        const=0.8,
+        default=None,
+        metavar="STRENGTH",
+        help="video: smooth colour over time where the scene is still (strength in [0, 1), default 0.8)",
+    )
     return parser
+
+
+def colorize_videos(
+    generator: nn.Module, videos: Sequence[Path], out_dir: Path, **settings: Any
+) -> tuple[int, list[str]]:
+    """Colorize each video into ``out_dir/<name>.mp4``; returns (videos written, one message per failure)."""
+    temporal = settings.pop("temporal")
+    failures: list[str] = []
+    for source in videos:
+        target = out_dir / f"{source.stem}.mp4"
+        if target.resolve() == source.resolve():
+            target = out_dir / f"{source.stem}{COLLISION_MARK}.mp4"
+        try:
+            smoothing = TemporalSmoothing(strength=temporal) if temporal is not None else None
+            summary = colorize_video(generator, source, target, temporal=smoothing, **settings)
+        except (VideoError, OSError) as err:
+            failures.append(f"skipped {source}: {err}")
+            _fail(failures[-1])
+            continue
+        tqdm.write(
+            f"{source} -> {target}: {summary['frames']} frames at {summary['fps']:g} fps "
+            f"({summary['frames_per_second']:.1f} frames/s), flicker {summary['flicker']:.3f} "
+            f"(mean |delta ab| on still pixels, Lab units){', audio copied' if summary['audio'] else ''}",
+            file=sys.stderr,
+        )
+    return len(videos) - len(failures), failures
 
 
 def _fail(message: str) -> None:
@@ -343,8 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.batch_size is not None and args.batch_size < 1) or (args.size is not None and args.size < 1):
         _fail("--batch-size and --size must be >= 1")
         return 2
-    if not 0 <= args.overlap < 1:
-        _fail("--overlap is a fraction of the window in [0, 1)")
+    if not 0 <= args.overlap < 1 or (args.temporal is not None and not 0 <= args.temporal < 1):
+        _fail("--overlap and --temporal are fractions in [0, 1)")
         return 2
     try:
         check_output_folder(args.out)
@@ -362,8 +399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(f"{args.ckpt} does not record its training size; pass --size")
         return 2
 
-    inputs = collect_inputs(args.inputs, args.out)
-    failures = [f"{item}: no such file or folder, and no image matches it" for item in inputs.missing]
+    videos = [Path(i) for i in args.inputs if Path(i).suffix.lower() in VIDEO_EXTENSIONS and Path(i).is_file()]
+    inputs = collect_inputs([i for i in args.inputs if Path(i) not in videos], args.out)
+    videos_written, failures = colorize_videos(
+        generator, videos, args.out, size=size, mode=args.mode, temporal=args.temporal
+    )
+    failures += [f"{item}: no such file or folder, and no image matches it" for item in inputs.missing]
     for message in failures:
         _fail(message)
     if inputs.earlier_outputs:
@@ -371,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {"size": size, "mode": args.mode, "batch_size": args.batch_size, "overlap": args.overlap}
     written, errors = colorize_files(generator, inputs.jobs, plan_outputs(inputs.jobs, args.out), **settings)
     failures += errors
-    total = len(inputs.jobs) + len(inputs.missing)
+    written += videos_written
+    total = len(inputs.jobs) + len(inputs.missing) + len(videos)
     if total == 0:
         only = f" but {_earlier(inputs.earlier_outputs)}" if inputs.earlier_outputs else ""
         _fail(f"no images in {' '.join(args.inputs)}{only}")

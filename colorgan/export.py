@@ -33,12 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from colorgan.checkpoint import CheckpointError, load_generator
+from colorgan.checkpoint import CheckpointError, load_generator, read_generator_source
 from colorgan.io import replacing
-from colorgan.places import check_output_file
+from colorgan.model_folder import ModelFolderError, save_model_folder
+from colorgan.places import OutputPlaceError, check_output_file, check_output_folder
 
-FORMATS = ("onnx", "torchscript", "compact")
-EXAMPLE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt", "compact": "model.ckpt"}
+FORMATS = ("onnx", "torchscript", "compact", "folder")
+EXAMPLE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt", "compact": "model.ckpt", "folder": "my-colorizer"}
 INPUT_NAME, OUTPUT_NAME = "L", "ab"
 TOLERANCE = 1e-4
 # compact stores fp16 weights: the ab it predicts differs from fp32's by up to about one Lab unit
@@ -202,9 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FORMATS,
         default="onnx",
         help="onnx (default), torchscript, or compact: a colorgan checkpoint of the generator alone in fp16, "
-        "for evaluate.py, colorgan-colorize and model.init_from",
+        "for evaluate.py, colorgan-colorize and model.init_from, or folder: a shareable model folder "
+        "(model.safetensors, config.json, README.md model card; the Hugging Face Hub layout)",
     )
-    parser.add_argument("--out", required=True, type=Path, help="file to write (e.g. model.onnx, model.pt)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="file to write (e.g. model.onnx, model.pt), or the folder (folder)"
+    )
+    parser.add_argument("--metrics", type=Path, help="folder: evaluate.py's metrics.json, shown in the model card")
+    parser.add_argument("--samples", type=Path, help="folder: a sample grid (PNG) for the model card")
+    parser.add_argument(
+        "--raw-weights", action="store_true", help="the trained weights even when the checkpoint has a weight average"
+    )
     parser.add_argument("--no-verify", action="store_true", help="skip running the written file against PyTorch")
     parser.add_argument(
         "--deterministic",
@@ -218,9 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Export --ckpt to --out; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.format == "folder":
+        return export_folder(args)
     try:
         check_output_file(args.out, example=EXAMPLE_NAMES[args.format])
-        generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False)
+        generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False, ema=not args.raw_weights)
         if hparams.get("stochastic_inference") and not args.deterministic:
             raise ExportError(
                 f"{args.ckpt} samples colours at inference (model.stochastic_inference=true: dropout and noise "
@@ -238,6 +249,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"colorgan-export: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} ({args.format}; input {INPUT_NAME} (B, 1, H, W) -> output {OUTPUT_NAME} (B, 2, H, W))")
+    return 0
+
+
+def export_folder(args: argparse.Namespace) -> int:
+    """``--format folder``: write the model folder, then check it rebuilds the same generator, tensor for tensor."""
+    try:
+        check_output_folder(args.out)
+        ckpt = read_generator_source(args.ckpt)
+        averaged = not args.raw_weights and any(k.startswith("generator_ema.") for k in ckpt.get("state_dict", {}))
+        generator, hparams = load_generator(args.ckpt, "cpu", ema=not args.raw_weights)
+        metrics = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
+        weights = "the moving average of the generator's weights" if averaged else "the trained weights"
+        save_model_folder(generator, hparams, args.out, weights=weights, metrics=metrics, samples=args.samples)
+        rebuilt, _ = load_generator(args.out, "cpu")
+        if not all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), rebuilt.state_dict().values())):
+            raise ExportError(f"{args.out} does not rebuild the generator of {args.ckpt}")
+    except (CheckpointError, ModelFolderError, ExportError, OutputPlaceError, OSError, ValueError) as err:
+        print(f"colorgan-export: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} (model.safetensors, config.json, README.md; {weights})")
     return 0
 
 

@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 
 from colorgan.batchnorm import BatchNormSnapshot, running_stats_frozen
 from colorgan.checkpoint import load_generator_weights
+from colorgan.ema import GeneratorEMA
 from colorgan.losses import GANLoss
 from colorgan.metrics import PER_IMAGE_METRICS, Rendered
 from colorgan.models import build_discriminator, build_generator, set_stochastic_inference
@@ -80,12 +81,14 @@ class ColorizationModule(LightningModule):
         realism_metric: str = "auto",
         realism_probe: str | None = None,
         recon_loss: str = "l1",
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full Hydra config is logged instead
         self.automatic_optimization = False
         self.generator = build_generator(generator)
         self.discriminator = build_discriminator(discriminator) if lambda_gan > 0 and discriminator else None
+        self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay else None
         self.gan_loss = GANLoss(gan_mode)
         if recon_loss not in RECON_LOSSES:
             raise ValueError(f"model.recon_loss must be one of {sorted(RECON_LOSSES)}, got {recon_loss!r}")
@@ -109,11 +112,15 @@ class ColorizationModule(LightningModule):
         if stage == "fit" and self.hparams.init_from:
             load_generator_weights(self.generator, self.hparams.init_from)
             log.info("generator initialised from %s", self.hparams.init_from)
+            if self.generator_ema is not None:
+                self.generator_ema.copy_from(self.generator)  # a resume then restores the saved average
         for net in self.networks().values():
             if self.hparams.channels_last:  # NHWC: faster convolutions with oneDNN and cuDNN
                 net.to(memory_format=torch.channels_last)
             if self.hparams.compile and stage == "fit":
                 net.compile()  # in place: parameter names, and so checkpoints, stay the same
+        if self.generator_ema is not None and self.hparams.channels_last:
+            self.generator_ema.to(memory_format=torch.channels_last)
 
     def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
@@ -214,6 +221,8 @@ class ColorizationModule(LightningModule):
             g_rec = g_l1 if self.recon_loss is F.l1_loss else self.recon_loss(fake.float(), ab)
             g_loss = self.hparams.lambda_gan * g_gan + self.hparams.lambda_l1 * g_rec
             stepped.append(self._step("generator", opt_g, g_loss))
+        if stepped[-1] and self.generator_ema is not None:
+            self.generator_ema.update(self.generator)
         losses.update(g_loss=g_loss, g_l1=g_l1, g_gan=g_gan)
 
         if all(stepped):
@@ -259,7 +268,12 @@ class ColorizationModule(LightningModule):
     # ------------------------------------------------------------- validation
     def on_validation_model_eval(self) -> None:
         super().on_validation_model_eval()
-        set_stochastic_inference(self.generator, self.hparams.stochastic_inference)  # as evaluate.py and colorize
+        set_stochastic_inference(self.colorizer, self.hparams.stochastic_inference)  # as evaluate.py and colorize
+
+    @property
+    def colorizer(self) -> torch.nn.Module:
+        """The generator inference uses: the weight average when there is one."""
+        return self.generator if self.generator_ema is None else self.generator_ema.module
 
     def on_fit_start(self) -> None:
         self.realism.setup(self.device)
@@ -267,7 +281,7 @@ class ColorizationModule(LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Score the rendered uint8 pictures; return the first ``num_samples`` of them for the sample grid."""
         L, ab = batch["L"], batch["ab"]
-        fake = self.generator(self._memory_format(L)).float()
+        fake = self.colorizer(self._memory_format(L)).float()
         pred, truth = Rendered.from_lab(L, fake), Rendered(batch["rgb"], ab)
         gray = Rendered.from_lab(L, torch.zeros_like(ab))
         for name, score in PER_IMAGE_METRICS.items():
