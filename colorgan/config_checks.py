@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from colorgan.data.datasets import BAD_IMAGE_POLICIES
 from colorgan.losses import GAN_MODES
-from colorgan.models.layers import NORMS
+from colorgan.models.layers import NOISE_KINDS, NORMS
 
 
 class ConfigError(ValueError):
@@ -53,8 +53,8 @@ def _check_image_size(cfg: DictConfig) -> None:
         built_for is None or built_for == size,
         "model.generator.image_size",
         built_for,
-        f"the generator must be built for the images the data delivers (data.image_size={size}); leave it at "
-        "${data.image_size} and set data.image_size instead",
+        f"the generator is built for the images the data delivers (data.image_size={size}); leave it at "
+        "${data.image_size} (conf/model/pix2pix.yaml) and set data.image_size instead",
     )
 
 
@@ -64,9 +64,14 @@ def _int(cfg: DictConfig, prefix: str, key: str, low: int) -> None:
     _require(ok, f"{prefix}.{key}", value, f"it must be an integer >= {low}")
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Validate the values a typo or a bad sweep is most likely to break."""
-    model, data = cfg.model, cfg.data
+def _choice(cfg: DictConfig, prefix: str, key: str, choices: object) -> None:
+    """``prefix.key``, where that config has the key, is one of ``choices``."""
+    if key in cfg:
+        _require(cfg[key] in choices, f"{prefix}.{key}", cfg[key], f"choose one of {list(choices)}")
+
+
+def _check_losses(model: DictConfig) -> None:
+    """The loss weights, and the adversarial term only where a discriminator is chosen (model/discriminator)."""
     for key in ("lambda_l1", "lambda_gan"):
         _number(model, "model", key, 0)
     _require(
@@ -75,70 +80,97 @@ def check_config(cfg: DictConfig) -> None:
         model.lambda_l1,
         "lambda_l1 and lambda_gan cannot both be 0",
     )
-    _require(model.gan_mode in GAN_MODES, "model.gan_mode", model.gan_mode, f"choose one of {list(GAN_MODES)}")
-    _number(model, "model", "lr", 0, strict=True)
-    if model.get("lr_d") is not None:
-        _number(model, "model", "lr_d", 0, strict=True)
-    _int(model, "model", "max_bad_steps", 1)
-    _int(data, "data", "batch_size", 1)
-    if data.get("eval_batch_size") is not None:
-        _int(data, "data", "eval_batch_size", 1)
-    if data.get("num_workers") is not None:
-        _int(data, "data", "num_workers", 0)
-    if "on_bad_image" in data:
+    if model.get("discriminator") is None:
         _require(
-            data.on_bad_image in BAD_IMAGE_POLICIES,
-            "data.on_bad_image",
-            data.on_bad_image,
-            f"choose one of {list(BAD_IMAGE_POLICIES)}",
+            model.lambda_gan == 0,
+            "model.lambda_gan",
+            model.lambda_gan,
+            "model/discriminator=none builds no discriminator, so there is no adversarial term; for the GAN stage "
+            "choose model/discriminator=patchgan",
         )
-    _check_image_size(cfg)
-    size = data.image_size
-    gen = model.generator
-    _require(gen.get("norm", "batch") in NORMS, "model.generator.norm", gen.get("norm"), f"choose one of {list(NORMS)}")
+    else:
+        _require(
+            model.lambda_gan > 0,
+            "model.lambda_gan",
+            model.lambda_gan,
+            "L1 pretraining is chosen with model/discriminator=none (as experiment=*_pretrain do), which builds "
+            "no discriminator; with a discriminator, lambda_gan must be > 0",
+        )
+    _choice(model, "model", "gan_mode", GAN_MODES)
+
+
+def _check_generator(gen: DictConfig, size: int) -> None:
+    prefix = "model.generator"
+    _choice(gen, prefix, "norm", NORMS)
+    _choice(gen, prefix, "noise", NOISE_KINDS)
+    if "noise_channels" in gen:
+        _int(gen, prefix, "noise_channels", 0)
+    if "dropout" in gen:
+        _require(
+            _is_number(gen.dropout) and 0 <= gen.dropout < 1, f"{prefix}.dropout", gen.dropout, "it must be in [0, 1)"
+        )
     if gen.name == "unet":
         depth = gen.get("depth")
         if depth is not None:
             _require(
                 isinstance(depth, int) and depth >= 1 and 2**depth <= size,
-                "model.generator.depth",
+                f"{prefix}.depth",
                 depth,
                 f"a U-Net of depth d halves the image d times, so data.image_size={size} allows at most "
                 f"{max(1, size.bit_length() - 1)}; or leave it null to derive it from the image size",
             )
-        _require(
-            _is_number(gen.dropout) and 0 <= gen.dropout < 1,
-            "model.generator.dropout",
-            gen.dropout,
-            "it must be in [0, 1)",
-        )
     elif gen.name == "resnet18_unet":
         _require(size >= 32, "data.image_size", size, "resnet18_unet halves the image 5 times; use >= 32")
-    if model.lambda_gan > 0:
-        disc = model.discriminator
-        _int(disc, "model.discriminator", "n_layers", 1)
-        _require(
-            disc.get("norm", "batch") in NORMS,
-            "model.discriminator.norm",
-            disc.get("norm"),
-            f"choose one of {list(NORMS)}",
-        )
-        _require(
-            size >= 2 ** (disc.n_layers + 1),
-            "model.discriminator.n_layers",
-            disc.n_layers,
-            f"too deep for data.image_size={size}: the PatchGAN would output no patches",
-        )
-    precision = str(cfg.trainer.get("precision", "32-true"))
+
+
+def _check_discriminator(disc: DictConfig, size: int) -> None:
+    prefix = "model.discriminator"
+    _int(disc, prefix, "n_layers", 1)
+    _choice(disc, prefix, "norm", NORMS)
     _require(
-        cfg.trainer.get("gradient_clip_val") is None,
-        "trainer.gradient_clip_val",
-        cfg.trainer.get("gradient_clip_val"),
-        "the D/G loop clips itself; set model.gradient_clip_val instead",
+        size >= 2 ** (disc.n_layers + 1),
+        f"{prefix}.n_layers",
+        disc.n_layers,
+        f"too deep for data.image_size={size}: the PatchGAN would output no patches",
     )
+
+
+def _check_trainer(trainer: DictConfig) -> None:
+    clip = trainer.get("gradient_clip_val")
+    _require(
+        clip is None,
+        "trainer.gradient_clip_val",
+        clip,
+        "the module steps G and D itself (manual optimization), which the Trainer cannot clip; "
+        "set model.gradient_clip_val instead",
+    )
+    precision = str(trainer.get("precision", "32-true"))
     _require(
         precision in {"auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true"},
         "trainer.precision",
         precision,
         "use auto, 32-true, 16-mixed or bf16-mixed",
     )
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Validate the values a typo or a bad sweep is most likely to break."""
+    model, data = cfg.model, cfg.data
+    _check_losses(model)
+    _number(model, "model", "lr", 0, strict=True)
+    if model.get("lr_d") is not None:
+        _number(model, "model", "lr_d", 0, strict=True)
+    if model.get("gradient_clip_val") is not None:
+        _number(model, "model", "gradient_clip_val", 0)
+    _int(model, "model", "max_bad_steps", 1)
+    _int(data, "data", "batch_size", 1)
+    if data.get("eval_batch_size") is not None:
+        _int(data, "data", "eval_batch_size", 1)
+    if data.get("num_workers") is not None:
+        _int(data, "data", "num_workers", 0)
+    _choice(data, "data", "on_bad_image", BAD_IMAGE_POLICIES)
+    _check_image_size(cfg)
+    _check_generator(model.generator, data.image_size)
+    if model.get("discriminator") is not None:
+        _check_discriminator(model.discriminator, data.image_size)
+    _check_trainer(cfg.trainer)

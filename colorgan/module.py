@@ -51,11 +51,11 @@ class LinearDecay:
 
 
 class ColorizationModule(LightningModule):
-    """Generator (L -> ab) and, when ``lambda_gan > 0``, a conditional PatchGAN.
+    """Generator (L -> ab) and, when ``discriminator`` is given, a conditional PatchGAN.
 
     Per batch: ``fake = G(L)`` once; a D step on (L, ab) against (L, fake.detach()); then a G step
-    on ``lambda_gan * gan + lambda_l1 * recon(fake, ab)``. With ``lambda_gan == 0`` (pretraining)
-    no discriminator exists, so the stage is plain L1 (or L2) regression. Lightning's global_step
+    on ``lambda_gan * gan + lambda_l1 * recon(fake, ab)``. Without a discriminator (pretraining,
+    ``model/discriminator=none``) the stage is plain L1 (or L2) regression. Lightning's global_step
     counts optimizer steps, i.e. two per batch in the GAN stage. Sample grids, speed and checkpoints
     are callbacks (colorgan/callbacks.py); validation_step returns the pictures the grid shows.
     """
@@ -87,7 +87,7 @@ class ColorizationModule(LightningModule):
         self.save_hyperparameters(logger=False)  # the full Hydra config is logged instead
         self.automatic_optimization = False
         self.generator = build_generator(generator)
-        self.discriminator = build_discriminator(discriminator) if lambda_gan > 0 and discriminator else None
+        self.discriminator = build_discriminator(discriminator) if discriminator is not None else None
         self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay else None
         self.gan_loss = GANLoss(gan_mode)
         if recon_loss not in RECON_LOSSES:

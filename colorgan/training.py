@@ -61,7 +61,8 @@ def instantiate_group(cfg: DictConfig | None) -> list[Any]:
 
 
 def build_module(cfg: DictConfig) -> ColorizationModule:
-    return ColorizationModule(**OmegaConf.to_container(cfg.model, resolve=True))
+    """``model._target_`` built from ``model``; G and D settings arrive as plain dicts, as checkpoints save them."""
+    return hydra.utils.instantiate(cfg.model, _convert_="all")
 
 
 def output_places(cfg: DictConfig) -> dict[str, Path]:

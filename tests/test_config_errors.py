@@ -40,6 +40,8 @@ def pretrain_ckpt(make_cfg, tmp_path_factory) -> Path:
         ("data=cifar100", ["cifar10", "folder"]),
         ("experiment=cifar_pretrian", ["cifar_pretrain", "photos_gan"]),
         ("model/generator=unet3", ["unet", "resnet18_unet"]),
+        ("model/discriminator=patch", ["patchgan", "none"]),
+        ("debug=fastdevrun", ["fast_dev_run", "limit_batches", "overfit", "profiler"]),
     ],
 )
 def test_unknown_group_choice_lists_the_valid_ones(make_cfg, override, choices):
@@ -72,6 +74,9 @@ def test_unknown_key_is_named(make_cfg):
         ("cifar_pretrain", "data.batch_size=0", "data.batch_size=0"),
         ("cifar_gan", "model.gan_mode=wgan", "model.gan_mode='wgan'"),
         ("photos_pretrain", "data.on_bad_image=ignore", "data.on_bad_image='ignore'"),
+        ("cifar_pretrain", "model.generator.noise=global", "model.generator.noise='global'"),
+        ("photos_gan", "model.generator.norm=layer", "model.generator.norm='layer'"),
+        ("cifar_gan", "model.gradient_clip_val=-1", "model.gradient_clip_val=-1"),
     ],
 )
 def test_invalid_values_stop_before_any_data_is_read(make_cfg, tmp_path, experiment, override, named):
@@ -101,6 +106,34 @@ def test_settings_that_cannot_apply_are_refused_naming_the_key(make_cfg, tmp_pat
     with pytest.raises(ConfigError) as info:
         train(cfg)
     assert str(info.value).startswith(f"{named} is invalid: ")
+
+
+@pytest.mark.parametrize(
+    ("experiment", "override", "named", "fix"),
+    [
+        # the GAN stage is chosen by the discriminator, not by lambda_gan: each says which choice to make
+        ("cifar_pretrain", "model.lambda_gan=1", "model.lambda_gan=1", "choose model/discriminator=patchgan"),
+        ("cifar_gan", "model.lambda_gan=0", "model.lambda_gan=0", "model/discriminator=none"),
+        # G and D are stepped by the module, which clips them: the Trainer's key is refused for the model's
+        ("cifar_gan", "+trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val=1.0", "model.gradient_clip_val"),
+    ],
+)
+def test_retired_spellings_are_refused_naming_the_new_key(make_cfg, tmp_path, experiment, override, named, fix):
+    cfg = make_cfg([*train_overrides(experiment, override, *NO_DATA), f"paths.data_dir={tmp_path / 'none'}"])
+    with pytest.raises(ConfigError) as info:
+        train(cfg)
+    assert str(info.value).startswith(f"{named} is invalid: ") and fix in str(info.value)
+
+
+def test_command_line_keeps_debug_true_and_sends_trainer_clipping_to_its_refusal(make_cfg, tmp_path):
+    from train import command_line
+
+    argv = ["train.py", "debug=true", "debug=False", "trainer.gradient_clip_val=1", "model.lr=1e-3"]
+    assert command_line(argv) == ["train.py", "debug=traceback", "+trainer.gradient_clip_val=1", "model.lr=1e-3"]
+    cfg = make_cfg([*train_overrides("cifar_gan", *NO_DATA), *command_line(argv)[1:]])
+    assert cfg.debug is True
+    with pytest.raises(ConfigError, match=r"^trainer\.gradient_clip_val=1 is invalid: .*model\.gradient_clip_val"):
+        train(cfg)
 
 
 def test_cifar_image_size_message_says_the_data_is_32(make_cfg, tmp_path):

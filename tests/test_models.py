@@ -154,5 +154,3 @@ def test_a_noise_vector_is_one_z_per_image_tiled_over_it():
     assert not torch.equal(z[0], z[1])  # a new z per image
     pixel = NoiseChannels(4, "pixel")(L)[:, 1:]
     assert not torch.equal(pixel, pixel[:, :, :1, :1].expand_as(pixel))
-    with pytest.raises(ValueError, match=r"model\.generator\.noise"):
-        NoiseChannels(1, "global")

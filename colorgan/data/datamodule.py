@@ -168,7 +168,7 @@ class CIFAR10DataModule(ColorizationDataModule):
             dataset.images,
             dataset.labels,
             self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            shuffle=train and not (trainer is not None and trainer.overfit_batches),  # overfit: same batches each epoch
             flip=train and self.flip,
             drop_last=train and len(dataset) > self.batch_size,
             rank=trainer.global_rank if (trainer is not None and train) else 0,

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("batch", "instance", "none")
+# pix2pix's choices: BatchNorm, or InstanceNorm without affine parameters, or nothing (model.*.norm)
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "batch": nn.BatchNorm2d,
+    "instance": lambda channels: nn.InstanceNorm2d(channels, affine=False, track_running_stats=False),
+    "none": lambda channels: nn.Identity(),
+}
 
 
 def norm_layer(norm: str, channels: int) -> nn.Module:
-    """pix2pix's choices: BatchNorm, or InstanceNorm without affine parameters, or nothing."""
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
-    if norm == "none":
-        return nn.Identity()
-    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return NORMS[norm](channels)
 
 
 def init_pix2pix_weights(module: nn.Module, gain: float = 0.02) -> None:
@@ -87,7 +86,8 @@ def crop_center(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[..., top : top + h, left : left + w]
 
 
-NOISE_KINDS = ("pixel", "vector")
+# model.generator.noise: whether z is drawn per pixel or once per image
+NOISE_KINDS = {"pixel": False, "vector": True}
 
 
 class NoiseChannels(nn.Module):
@@ -102,9 +102,7 @@ class NoiseChannels(nn.Module):
 
     def __init__(self, n: int, kind: str = "pixel") -> None:
         super().__init__()
-        if kind not in NOISE_KINDS:
-            raise ValueError(f"model.generator.noise must be one of {NOISE_KINDS}, got {kind!r}")
-        self.n, self.kind = n, kind
+        self.n, self.per_image = n, NOISE_KINDS[kind]
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         if self.n <= 0:
@@ -112,7 +110,7 @@ class NoiseChannels(nn.Module):
         b, _, h, w = L.shape
         if not self.training:
             return torch.cat([L, L.new_zeros((b, self.n, h, w))], dim=1)
-        size = (b, self.n, h, w) if self.kind == "pixel" else (b, self.n, 1, 1)
+        size = (b, self.n, 1, 1) if self.per_image else (b, self.n, h, w)
         z = torch.randn(size, device=L.device, dtype=L.dtype).expand(b, self.n, h, w)
         return torch.cat([L, z], dim=1)
 
@@ -136,6 +134,4 @@ def set_stochastic_inference(net: nn.Module, stochastic: bool) -> nn.Module:
 
 def unet_depth_for(image_size: int, max_depth: int = 8) -> int:
     """Number of stride-2 levels: down to a 1 x 1 bottleneck, at most ``max_depth`` (pix2pix's 8)."""
-    if image_size < 2:
-        raise ValueError(f"image_size must be at least 2, got {image_size}")
     return max(1, min(max_depth, int(math.log2(image_size))))

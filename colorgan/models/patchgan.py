@@ -28,8 +28,6 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
         super().__init__()
-        if n_layers < 1:
-            raise ValueError(f"model.discriminator.n_layers must be >= 1, got {n_layers}")
         use_bias = norm != "batch"
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         channels = ndf

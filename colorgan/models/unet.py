@@ -42,12 +42,6 @@ class UNetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.depth = depth if depth is not None else unet_depth_for(image_size)
-        if 2**self.depth > image_size:
-            raise ValueError(
-                f"model.generator.depth={self.depth} halves the image {self.depth} times, "
-                f"which needs image_size >= {2**self.depth}, got {image_size}; "
-                "lower the depth or leave it null to derive it from the image size"
-            )
         self.noise_channels = noise_channels
         self.noise = NoiseChannels(noise_channels, noise)
         use_bias = norm != "batch"
