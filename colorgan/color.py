@@ -142,3 +142,8 @@ def render_uint8(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
 def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
     """Float RGB in [0, 1] -> uint8, rounded as an image file would store it."""
     return rgb.clamp(0, 1).mul(255.0).round_().to(torch.uint8)
+
+
+def gray_ab_like(L: torch.Tensor) -> torch.Tensor:
+    """The gray baseline's chroma: ab = 0 with the shape of ab for a given L."""
+    return L.new_zeros((L.shape[0], 2, *L.shape[2:]))

@@ -25,6 +25,7 @@ from torch import nn
 from colorgan.checkpoint import CheckpointError, load_generator
 
 # The inference steps colorgan-colorize runs, imported here only.
+from colorgan.color import gray_ab_like
 from colorgan.colorize import reduced_note, save_colorized
 from colorgan.data.images import BadImageError, decode_image
 from colorgan.inference import MODES, colorize_image
@@ -41,7 +42,7 @@ class NoColour(nn.Module):
     """Predicts ab = 0: colorizing with it renders the photo's own L in gray."""
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        return L.new_zeros((L.shape[0], 2, *L.shape[2:]))
+        return gray_ab_like(L)
 
 
 class Colorized(NamedTuple):

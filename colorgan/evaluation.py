@@ -1,8 +1,9 @@
-"""Score trained generators against the gray baseline on a test split, image by image.
+"""Score trained generators against the gray baseline on a test split, image by image, with ``trainer.test``.
 
-Every per-image metric is kept image by image, so overall means and per-class means come from the
-same numbers. Metrics that need pretrained networks (FID's Inception, LPIPS's AlexNet, the CIFAR-10
-probe) run only when their weights are on disk; otherwise the report says why they were skipped.
+Lightning runs the scoring as it runs training (devices, precision, DDP, the data module's RGB -> Lab
+and unreadable-file hooks). Every per-image metric is kept image by image, so overall and per-class
+means come from the same numbers. Metrics that need pretrained networks (FID's Inception, LPIPS's
+AlexNet, the CIFAR-10 probe) run only when their weights are on disk; otherwise the report says why.
 """
 
 from __future__ import annotations
@@ -18,26 +19,21 @@ from typing import Any
 
 import hydra
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
-from tqdm import tqdm
+from torchmetrics import CatMetric
 
 from colorgan.checkpoint import load_generator
-from colorgan.color import AB_SCALE
+from colorgan.color import AB_SCALE, gray_ab_like
 from colorgan.data.datasets import drop_skipped
 from colorgan.fid import FeatureStats, FrechetReference, build_inception, find_inception_weights
-from colorgan.io import WeightsUnavailable, find_weights, save_image_atomic
-from colorgan.metrics import (
-    PER_IMAGE_METRICS,
-    Rendered,
-    build_lpips,
-    colorfulness,
-    lpips_backbone_url,
-    lpips_per_image,
-)
+from colorgan.io import WeightsUnavailable, find_weights, save_image_atomic, write_text_atomic
+from colorgan.metrics import PER_IMAGE_METRICS, Rendered, build_lpips, colorfulness, lpips_backbone_url, lpips_per_image
 from colorgan.models import set_stochastic_inference
 from colorgan.probe import TRAIN_COMMAND, ProbeError, ProbeNet, load_probe
 from colorgan.report import format_table, skipped_summary, write_report
+from colorgan.runtime import pick_device
 from colorgan.visualize import make_grid
 
 log = logging.getLogger(__name__)
@@ -70,30 +66,6 @@ PROTOCOL = {
 
 
 @dataclass
-class Candidate:
-    """A colorizer under test: a trained generator, or ``None`` for the gray baseline (ab = 0)."""
-
-    name: str
-    generator: nn.Module | None
-
-    def predict_ab(self, L: torch.Tensor) -> torch.Tensor:
-        if self.generator is None:
-            return torch.zeros((L.shape[0], 2, *L.shape[2:]), device=L.device)
-        return self.generator(L).float()
-
-    def diversity(self, L: torch.Tensor) -> torch.Tensor:
-        """Mean |ab_1 - ab_2| (Lab units) per image between two stochastic predictions of the same L."""
-        modes = {m: m.training for m in self.generator.modules()}
-        set_stochastic_inference(self.generator, True)
-        try:
-            first, second = self.predict_ab(L), self.predict_ab(L)
-        finally:
-            for module, training in modes.items():
-                module.training = training
-        return (first - second).abs().flatten(1).mean(dim=1) * AB_SCALE
-
-
-@dataclass
 class Backends:
     """The optional scorers found for this run, and why the others are off."""
 
@@ -105,10 +77,154 @@ class Backends:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+class GrayBaseline(nn.Module):
+    """The colorizer every model must beat: it keeps L and predicts ab = 0."""
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return gray_ab_like(L)
+
+
+def diversity(generator: nn.Module, L: torch.Tensor) -> torch.Tensor:
+    """Mean |ab_1 - ab_2| (Lab units) per image between two stochastic predictions of the same L."""
+    modes = {m: m.training for m in generator.modules()}
+    set_stochastic_inference(generator, True)
+    try:
+        first, second = generator(L).float(), generator(L).float()
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    return (first - second).abs().flatten(1).mean(dim=1) * AB_SCALE
+
+
+def _per_image(names: list[str]) -> nn.ModuleDict:
+    return nn.ModuleDict({name: CatMetric(nan_strategy="disable") for name in names})
+
+
+def _all_ranks(stats: FeatureStats) -> FeatureStats:
+    """Every rank's running sums added up: sums over disjoint sets of images are the sums over their union."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return stats
+    parts: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, stats)
+    total, parts = FeatureStats(), [p for p in parts if p.n]
+    total.n, total.sum, total.outer = sum(p.n for p in parts), sum(p.sum for p in parts), sum(p.outer for p in parts)
+    return total
+
+
+def _class_means(values: dict[str, torch.Tensor], labels: torch.Tensor, present: list[int]) -> dict[str, list[float]]:
+    return {m: [v[labels == c].double().mean().item() for c in present] for m, v in values.items()}
+
+
+class EvaluationModule(LightningModule):
+    """The gray baseline and each generator, scored image by image on every test batch.
+
+    The candidates keep the modes ``load_generator`` gave them (eval, or stochastic dropout and noise):
+    Lightning's switch to eval mode is left out. Under DDP every rank receives every batch (CIFAR-10's
+    on-device test batches are not sharded; a DistributedSampler would repeat images) and rank r scores
+    batches r, r + world size, ...: each image once. Per-image values are CatMetrics, gathered from all
+    ranks when computed, so after ``trainer.test`` every rank holds the same ``results``.
+    """
+
+    def __init__(
+        self,
+        generators: dict[str, nn.Module],
+        backends: Backends | None = None,
+        num_samples: int = 8,
+        diversity: bool = False,
+        per_class: bool = True,
+    ) -> None:
+        super().__init__()
+        backends = backends or Backends()
+        self.names = ["gray", *generators]
+        self.candidates = nn.ModuleList([GrayBaseline(), *generators.values()])
+        self.lpips, self.inception, self.probe = backends.lpips, backends.inception, backends.probe
+        self.num_samples, self.diversity, self.per_class = num_samples, diversity, per_class
+        extra = {"diversity_ab": diversity, "lpips": self.lpips is not None, "probe_accuracy": self.probe is not None}
+        metrics = [*PER_IMAGE_METRICS, *(name for name, on in extra.items() if on)]
+        self.values = nn.ModuleList(_per_image(metrics) for _ in self.names)
+        self.truth_values = _per_image(["colorfulness", *(["probe_accuracy"] if self.probe is not None else [])])
+        self.labels = CatMetric(nan_strategy="disable")
+        nets = {"fid": self.inception, "fid_probe": self.probe}
+        self.stats = {metric: defaultdict(FeatureStats) for metric, net in nets.items() if net is not None}
+        self.samples: dict[str, torch.Tensor] = {}
+        self.results: dict[str, Any] = {}
+
+    def on_test_model_eval(self) -> None:
+        """Keep each candidate's inference mode (see the class docstring)."""
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        batch = drop_skipped(batch)
+        if batch_idx % self.trainer.world_size != self.global_rank or len(batch["rgb"]) == 0:
+            return  # another rank's batch, or nothing but unreadable files
+        L, truth = batch["L"], Rendered(batch["rgb"], batch["ab"])
+        labels = batch["label"] if "label" in batch else torch.full((len(L),), -1, device=L.device)
+        predictions = [(g(L).float(), diversity(g, L) if self.diversity else None) for g in self.candidates]
+        with torch.autocast(self.device.type, enabled=False):  # generators at trainer.precision, scores in float32
+            self.labels.update(labels)
+            self.truth_values["colorfulness"].update(colorfulness(truth.rgb))
+            self._set_features("truth", truth.rgb, labels, self.truth_values)
+            rendered = {}
+            for name, values, (ab, spread) in zip(self.names, self.values, predictions):
+                pred = Rendered.from_lab(L, ab)
+                for metric, score in PER_IMAGE_METRICS.items():
+                    values[metric].update(score(pred, truth).float())
+                if spread is not None:
+                    values["diversity_ab"].update(spread)
+                if self.lpips is not None:
+                    values["lpips"].update(lpips_per_image(self.lpips, pred.rgb, truth.rgb))
+                self._set_features(name, pred.rgb, labels, values)
+                rendered[name] = pred.rgb
+            if not self.samples:  # the first batch: the sample grid's rows
+                rendered["truth"] = truth.rgb
+                self.samples = {n: rgb[: self.num_samples].float().cpu() / 255 for n, rgb in rendered.items()}
+
+    def _set_features(self, name: str, rgb: torch.Tensor, labels: torch.Tensor, values: nn.ModuleDict) -> None:
+        """The probe's verdict per image, and the features FID and fid_probe compare as sets."""
+        if self.probe is not None:
+            features = self.probe.features(rgb)
+            values["probe_accuracy"].update((self.probe.head(features).argmax(dim=1) == labels).float())
+            self.stats["fid_probe"][name].update(features)
+        if self.inception is not None:
+            self.stats["fid"][name].update(self.inception(rgb))
+
+    def on_test_epoch_end(self) -> None:
+        labels = self.labels.compute()
+        if not isinstance(labels, torch.Tensor) or len(labels) == 0:
+            raise ValueError("the test split is empty: nothing to evaluate")
+        labels = labels.long().cpu()
+        per_image = {n: {m: v.compute().cpu() for m, v in values.items()} for n, values in zip(self.names, self.values)}
+        truth = {m: v.compute().cpu() for m, v in self.truth_values.items()}
+        results = {n: {m: v.double().mean().item() for m, v in per.items()} for n, per in per_image.items()}
+        for metric, by_set in self.stats.items():
+            reference = FrechetReference(_all_ranks(by_set["truth"]))
+            for name in self.names:
+                results[name][metric] = reference.distance(_all_ranks(by_set[name]))
+        self.results = {
+            "num_images": len(labels),
+            "ground_truth": {m: v.double().mean().item() for m, v in truth.items()},
+            "models": results,
+            "per_class": None,
+        }
+        if self.per_class and bool((labels >= 0).all()):
+            present = sorted(int(c) for c in labels.unique())
+            class_names = list(getattr(self.trainer.datamodule, "class_names", None) or [])
+            self.results["per_class"] = {
+                "classes": [class_names[c] if c < len(class_names) else str(c) for c in present],
+                "counts": [int((labels == c).sum()) for c in present],
+                "models": {n: _class_means(per, labels, present) for n, per in per_image.items()},
+                "ground_truth": _class_means(truth, labels, present),
+            }
+
+
+def build_trainer(device: str = "auto", limit_batches: int | None = None, **options: Any) -> Trainer:
+    """A Trainer for ``trainer.test`` on ``device`` (colorgan.runtime.pick_device); ``options`` go to Lightning."""
+    chosen = pick_device(str(device), "device")
+    options.setdefault("devices", [chosen.index] if chosen.index is not None else 1)
+    # no logger, checkpoints or summary: the report is the output; EvaluationModule shares out the batches itself
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
+    return Trainer(
+        accelerator=chosen.type, limit_test_batches=limit_batches, use_distributed_sampler=False, **quiet, **options
+    )
 
 
 def checkpoint_label(path: str | Path) -> str:
@@ -132,33 +248,34 @@ def _mode(value: Any, key: str) -> str:
     return text
 
 
-def _setup(mode: str, key: str, label: str, name: str, backends: Backends, build: Callable[[], str]) -> None:
+def _setup(ecfg: Any, name: str, label: str, backends: Backends, build: Callable[[], str]) -> None:
     """Run ``build`` (it sets one backend up and says what it used), or record why it could not."""
+    mode = _mode(ecfg.get(name, "auto"), f"eval.{name}")
     if mode == "false":
         return
     try:
         backends.used[name] = build()
     except (WeightsUnavailable, ProbeError) as err:
         if mode == "true":  # asked for explicitly: a missing file is an error, not a note
-            raise type(err)(f"{key}=true, but {err}") from err
+            raise type(err)(f"eval.{name}=true, but {err}") from err
         backends.skipped[name] = f"{label} skipped: {err}"
         log.warning(backends.skipped[name])
 
 
-def load_backends(ecfg: DictConfig | dict[str, Any], device: torch.device, class_names: list[str] | None) -> Backends:
-    """Build FID, LPIPS and the probe from local files; record a reason for each one left out."""
-    b = Backends()
+def load_backends(ecfg: DictConfig | dict[str, Any], class_names: list[str] | None) -> Backends:
+    """Build FID, LPIPS and the probe from local files (on the CPU; Lightning moves them); record why any is off."""
+    b, cpu = Backends(), torch.device("cpu")
 
     def fid() -> str:
         weights = find_inception_weights(ecfg.get("fid_weights"))
         features = int(ecfg.get("fid_features", 2048))
-        b.inception = build_inception(weights, device, features)
+        b.inception = build_inception(weights, cpu, features)
         return f"Inception-v3 FID weights {weights}, {features}-d features"
 
     def lpips() -> str:
         net = ecfg.get("lpips_net", "alex")
         weights = find_weights(ecfg.get("lpips_weights"), "eval.lpips_weights", lpips_backbone_url(net))
-        b.lpips = build_lpips(net, weights, device)
+        b.lpips = build_lpips(net, weights, cpu)
         return f"LPIPS v0.1, {net} backbone {weights}"
 
     def probe() -> str:
@@ -167,136 +284,22 @@ def load_backends(ecfg: DictConfig | dict[str, Any], device: torch.device, class
             raise ProbeError(f"eval.probe_weights is not set; create a probe with: {TRAIN_COMMAND}")
         if not class_names:
             raise ProbeError("this data set has no class labels, which the semantic test needs")
-        net, info = load_probe(path, device)
+        net, info = load_probe(path, cpu)
         if list(info.get("class_names", [])) != list(class_names):
             raise ProbeError(f"the probe at {path} classifies {info.get('class_names')}, not this data set's classes")
         b.probe, b.probe_info = net, {"weights": str(path), **info}
         return f"CIFAR-10 probe {path}"
 
-    _setup(_mode(ecfg.get("fid", "auto"), "eval.fid"), "eval.fid", "FID", "fid", b, fid)
-    _setup(_mode(ecfg.get("lpips", "auto"), "eval.lpips"), "eval.lpips", "LPIPS", "lpips", b, lpips)
-    mode = _mode(ecfg.get("probe", "auto"), "eval.probe")
-    _setup(mode, "eval.probe", "probe_accuracy and fid_probe", "probe", b, probe)
+    _setup(ecfg, "fid", "FID", b, fid)
+    _setup(ecfg, "lpips", "LPIPS", b, lpips)
+    _setup(ecfg, "probe", "probe_accuracy and fid_probe", b, probe)
     return b
 
 
-def per_class_means(
-    values: dict[str, torch.Tensor], labels: torch.Tensor, class_names: list[str] | None
-) -> tuple[list[str], list[int], dict[str, list[float]]]:
-    """Mean of each per-image metric within each label present, with the image count per class."""
-    present = sorted(int(c) for c in labels.unique())
-    names = [class_names[c] if class_names and c < len(class_names) else str(c) for c in present]
-    counts = [int((labels == c).sum()) for c in present]
-    means = {m: [v[labels == c].double().mean().item() for c in present] for m, v in values.items()}
-    return names, counts, means
-
-
-@torch.inference_mode()
-def run_evaluation(
-    candidates: list[Candidate],
-    datamodule: Any,
-    device: torch.device,
-    limit_batches: int | None = None,
-    num_samples: int = 8,
-    backends: Backends | None = None,
-    per_class: bool = True,
-    diversity: bool = False,
-) -> dict[str, Any]:
-    """Per-image metrics of every candidate over the data module's test split (and set-level FIDs)."""
-    backends = backends or Backends()
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    values: dict[str, dict[str, list[torch.Tensor]]] = {c.name: defaultdict(list) for c in candidates}
-    truth_values: dict[str, list[torch.Tensor]] = defaultdict(list)
-    labels: list[torch.Tensor] = []
-    stats: dict[str, dict[str, FeatureStats]] = {
-        "fid": defaultdict(FeatureStats),
-        "fid_probe": defaultdict(FeatureStats),
-    }
-    samples: dict[str, torch.Tensor] = {}
-    loader = datamodule.test_dataloader()
-    total = len(loader) if limit_batches is None else min(limit_batches, len(loader))
-    for i, batch in enumerate(tqdm(loader, total=total, desc="evaluating", unit="batch")):
-        if limit_batches is not None and i >= limit_batches:
-            break
-        batch = drop_skipped(datamodule.on_before_batch_transfer(batch, 0))  # counts unreadable files
-        if len(batch["rgb"]) == 0:
-            continue
-        batch = datamodule.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
-        L = batch["L"]
-        truth = Rendered(batch["rgb"], batch["ab"])
-        labels.append(batch["label"].cpu() if "label" in batch else torch.full((len(L),), -1))
-        truth_values["colorfulness"].append(colorfulness(truth.rgb).cpu())
-        if backends.probe is not None:
-            feats = backends.probe.features(truth.rgb)
-            truth_values["probe_accuracy"].append(_correct(backends.probe, feats, batch["label"]))
-            stats["fid_probe"]["truth"].update(feats)
-        if backends.inception is not None:
-            stats["fid"]["truth"].update(backends.inception(truth.rgb))
-        for cand in candidates:
-            pred_ab = cand.predict_ab(L)
-            pred = Rendered.from_lab(L, pred_ab)
-            row = values[cand.name]
-            for name, fn in PER_IMAGE_METRICS.items():
-                row[name].append(fn(pred, truth).float().cpu())
-            if diversity:  # gray has no noise: 0
-                spread = cand.diversity(L) if cand.generator is not None else torch.zeros(len(L), device=L.device)
-                row["diversity_ab"].append(spread.cpu())
-            if backends.lpips is not None:
-                row["lpips"].append(lpips_per_image(backends.lpips, pred.rgb, truth.rgb).cpu())
-            if backends.probe is not None:
-                feats = backends.probe.features(pred.rgb)
-                row["probe_accuracy"].append(_correct(backends.probe, feats, batch["label"]))
-                stats["fid_probe"][cand.name].update(feats)
-            if backends.inception is not None:
-                stats["fid"][cand.name].update(backends.inception(pred.rgb))
-            if "truth" not in samples:
-                samples[cand.name] = pred.rgb[:num_samples].float().cpu() / 255.0
-        if "truth" not in samples:
-            samples["truth"] = truth.rgb[:num_samples].float().cpu() / 255.0
-    if not labels:
-        raise ValueError("the test split is empty: nothing to evaluate")
-    per_image = {c: {m: torch.cat(v) for m, v in per.items()} for c, per in values.items()}
-    truth_per_image = {m: torch.cat(v) for m, v in truth_values.items()}
-    results = {c: {m: v.double().mean().item() for m, v in per.items()} for c, per in per_image.items()}
-    for metric, by_set in stats.items():
-        if "truth" in by_set:
-            reference = FrechetReference(by_set["truth"])
-            for cand in candidates:
-                results[cand.name][metric] = reference.distance(by_set[cand.name])
-    all_labels = torch.cat(labels)
-    out: dict[str, Any] = {
-        "num_images": len(all_labels),
-        "truth_colorfulness": truth_per_image["colorfulness"].double().mean().item(),
-        "ground_truth": {m: v.double().mean().item() for m, v in truth_per_image.items()},
-        "results": results,
-        "samples": samples,
-        "per_class": None,
-    }
-    if per_class and bool((all_labels >= 0).all()):
-        class_names = list(getattr(datamodule, "class_names", None) or []) or None
-        names, counts, _ = per_class_means(truth_per_image, all_labels, class_names)
-        out["per_class"] = {
-            "classes": names,
-            "counts": counts,
-            "models": {c: per_class_means(per, all_labels, class_names)[2] for c, per in per_image.items()},
-            "ground_truth": per_class_means(truth_per_image, all_labels, class_names)[2],
-        }
-    return out
-
-
-def _correct(probe: ProbeNet, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """1.0 where the probe names the right class, per image."""
-    return (probe.head(features).argmax(dim=1) == labels).float().cpu()
-
-
-def _resize_protocol(datamodule: Any, image_size: int) -> str:
+def _resize_protocol(datamodule: Any, size: int) -> str:
     if hasattr(datamodule, "root"):
-        return (
-            f"photos resized (bicubic) so the shorter side is {image_size} px, then centre-cropped to "
-            f"{image_size} x {image_size}"
-        )
-    return f"CIFAR-10 test images at their native {image_size} x {image_size}: no resize, no crop"
+        return f"photos resized (bicubic) so the shorter side is {size} px, then centre-cropped to {size} x {size}"
+    return f"CIFAR-10 test images at their native {size} x {size}: no resize, no crop"
 
 
 def skipped_images(datamodule: Any) -> dict[str, Any] | None:
@@ -309,54 +312,38 @@ def skipped_images(datamodule: Any) -> dict[str, Any] | None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.ckpt_path`` (one path or a list) and the gray baseline; write the report."""
+    """Evaluate ``cfg.ckpt_path`` (one path or a list) and the gray baseline; rank 0 writes the report."""
     start = time.time()
     ecfg = cfg.get("eval") or OmegaConf.create({})
-    device = pick_device(cfg.get("device", "auto"))
-    candidates = [Candidate("gray", None)]
+    options = {k: v for k, v in OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True).items() if v is not None}
+    trainer = build_trainer(cfg.get("device", "auto"), cfg.get("limit_batches"), **options)
+    generators = {}
     for path in as_path_list(cfg.get("ckpt_path")):
-        generator, hparams = load_generator(path, device, ecfg.get("stochastic_inference"))
+        generator, hparams = load_generator(path, "cpu", ecfg.get("stochastic_inference"))
         trained_size = hparams.get("generator", {}).get("image_size")
         if trained_size and trained_size != cfg.data.image_size:
             log.warning("%s was trained at %s px but data.image_size=%s", path, trained_size, cfg.data.image_size)
-        candidates.append(Candidate(checkpoint_label(path), generator))
+        generators[checkpoint_label(path)] = generator
 
     datamodule = hydra.utils.instantiate(cfg.data)
-    class_names = list(getattr(datamodule, "class_names", None) or []) or None
-    backends = load_backends(ecfg, device, class_names)
+    backends = load_backends(ecfg, list(getattr(datamodule, "class_names", None) or []) or None)
     per_class_mode = _mode(ecfg.get("per_class", "auto"), "eval.per_class")
-    loop_start = time.time()
-    out = run_evaluation(
-        candidates,
-        datamodule,
-        device,
-        cfg.get("limit_batches"),
-        cfg.get("num_samples", 8),
-        backends=backends,
-        per_class=per_class_mode != "false",
-        diversity=bool(ecfg.get("diversity", False)),
+    module = EvaluationModule(
+        generators, backends, cfg.get("num_samples", 8), bool(ecfg.get("diversity", False)), per_class_mode != "false"
     )
+    loop_start = time.time()
+    trainer.test(module, datamodule=datamodule, verbose=False)
     loop_seconds = time.time() - loop_start
+    out = module.results
     if out["per_class"] is None and per_class_mode != "false":
         backends.skipped["per_class"] = "per-class results skipped: this test split has no class labels"
 
-    output_dir = Path(cfg.paths.output_dir)
-    short = len(candidates) == 2
-    grid = make_grid(
-        [("gray", out["samples"]["gray"])]
-        + [(c.name.split("/")[-1] if short else c.name, out["samples"][c.name]) for c in candidates[1:]]
-        + [("truth", out["samples"]["truth"])]
-    )
-    grid_path = save_image_atomic(grid, output_dir / "samples.png")
-    if ecfg.get("samples_out"):  # e.g. the README's picture: docs/cifar10_samples.png
-        save_image_atomic(grid, Path(str(ecfg.samples_out)).expanduser())
-    metric_names = list(next(iter(out["results"].values())))
     skipped = skipped_images(datamodule)
     split = datamodule.split_description("test") if hasattr(datamodule, "split_description") else "test"
     protocol = {
         "split": split,
         "resize": _resize_protocol(datamodule, cfg.data.image_size),
-        **{k: v for k, v in PROTOCOL.items() if k in metric_names or k in ("quantisation", "per_class")},
+        **{k: v for k, v in PROTOCOL.items() if k in out["models"]["gray"] or k in ("quantisation", "per_class")},
     }
     report: dict[str, Any] = {
         "checkpoints": as_path_list(cfg.get("ckpt_path")),
@@ -368,7 +355,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "backends": backends.used,
         "skipped": backends.skipped,
         "ground_truth": out["ground_truth"],
-        "models": out["results"],
+        "models": out["models"],
         "per_class": out["per_class"],
     }
     if backends.probe is not None:
@@ -376,18 +363,26 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "weights": backends.probe_info["weights"],
             "trained": backends.probe_info.get("info", {}),
             "accuracy": {"truth": out["ground_truth"]["probe_accuracy"]}
-            | {name: row["probe_accuracy"] for name, row in out["results"].items()},
+            | {name: row["probe_accuracy"] for name, row in out["models"].items()},
             "note": "fid_probe is a Frechet distance on this classifier's features: not comparable to Inception FID",
         }
     report["timing"] = {
         "seconds": round(time.time() - start, 2),
         "scoring_seconds": round(loop_seconds, 2),
         "images_per_second": round(out["num_images"] / max(loop_seconds, 1e-9), 1),
-        "device": str(device),
+        "device": str(trainer.strategy.root_device),
     }
+    if not trainer.is_global_zero:
+        return report
+    output_dir = Path(cfg.paths.output_dir)
+    short = len(generators) == 1  # one model: its column is titled by the file name alone
+    grid = make_grid([(n.split("/")[-1] if short else n, rgb) for n, rgb in module.samples.items()])
+    grid_path = save_image_atomic(grid, output_dir / "samples.png")
+    if ecfg.get("samples_out"):  # e.g. the README's picture: docs/cifar10_samples.png
+        save_image_atomic(grid, Path(str(ecfg.samples_out)).expanduser())
     report["files"] = {"grid": str(grid_path), **write_report(report, output_dir)}
-    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
-    table = format_table(out["results"], out["ground_truth"])
+    write_text_atomic(output_dir / "metrics.json", json.dumps(report, indent=2))
+    table = format_table(out["models"], out["ground_truth"])
     notes = "".join(f"\n{reason}" for reason in backends.skipped.values())
     unread = f"\n{skipped_summary(skipped, output_dir / 'report.md')}" if skipped and skipped["count"] else ""
     print(f"\n{out['num_images']} test images{unread}\n{table}\n{notes}\n\nwritten to {output_dir}")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from colorgan.color import AB_SCALE, L_SCALE, render_uint8, rgb_to_lab_normalized
+from colorgan.color import AB_SCALE, L_SCALE, gray_ab_like, render_uint8, rgb_to_lab_normalized
 from colorgan.io import WeightsUnavailable, load_state_dict_file
 
 PSNR_CAP_DB = 100.0  # an exact match would be infinite; cap it so means stay finite
@@ -155,6 +155,11 @@ class Rendered:
     def from_lab(cls, L: torch.Tensor, ab: torch.Tensor) -> Rendered:
         """Render (L, ab) with :func:`colorgan.color.render_uint8`, as colorize saves it."""
         return cls(render_uint8(L, ab), ab)
+
+    @classmethod
+    def gray(cls, L: torch.Tensor) -> Rendered:
+        """The gray baseline every colorizer is measured against: L kept, ab = 0, rendered as any prediction."""
+        return cls.from_lab(L, gray_ab_like(L))
 
     @property
     def lab(self) -> torch.Tensor:

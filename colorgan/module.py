@@ -283,7 +283,7 @@ class ColorizationModule(LightningModule):
         L, ab = batch["L"], batch["ab"]
         fake = self.colorizer(self._memory_format(L)).float()
         pred, truth = Rendered.from_lab(L, fake), Rendered(batch["rgb"], ab)
-        gray = Rendered.from_lab(L, torch.zeros_like(ab))
+        gray = Rendered.gray(L)
         for name, score in PER_IMAGE_METRICS.items():
             self.val_metrics[name].update(score(pred, truth))
         self.val_psnr_gray.update(PER_IMAGE_METRICS["psnr"](gray, truth))

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from colorgan.color import lab_normalized_to_rgb, rgb_to_lab_normalized, to_uint8
+from colorgan.color import rgb_to_lab_normalized
 from colorgan.data.cifar10 import CLASS_NAMES, ensure_cifar10, load_cifar10_split
 from colorgan.io import UnreadableFile, load_torch_file, save_torch_atomic
+from colorgan.metrics import Rendered
 from colorgan.places import folder_problem
 from colorgan.runtime import pick_device
 
@@ -119,8 +120,7 @@ def random_translate_flip(images: torch.Tensor, generator: torch.Generator, shif
 
 def gray_version(rgb_uint8: torch.Tensor) -> torch.Tensor:
     """The gray baseline image (L kept, ab = 0) as uint8 RGB, exactly as evaluation makes it."""
-    L, _ = rgb_to_lab_normalized(rgb_uint8)
-    return to_uint8(lab_normalized_to_rgb(L, torch.zeros_like(L).expand(-1, 2, -1, -1)))
+    return Rendered.gray(rgb_to_lab_normalized(rgb_uint8)[0]).rgb
 
 
 @torch.inference_mode()

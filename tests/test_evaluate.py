@@ -21,6 +21,7 @@ from colorgan.evaluation import evaluate
 from colorgan.io import WeightsUnavailable
 from colorgan.probe import ProbeError, predict, save_probe, train_probe
 from colorgan.training import train
+from tests.cli import output, run_script
 from tests.conftest import CONF, train_overrides
 
 PER_IMAGE = {"psnr", "ssim", "l1_ab", "delta_e", "colorfulness", "delta_cf"}
@@ -221,3 +222,24 @@ def test_lpips_and_fid_run_from_local_weight_files(run_eval, local_weights, monk
 def test_an_inception_file_of_the_wrong_kind_is_reported(run_eval, local_weights):
     report, _ = run_eval(f"eval.fid_weights={local_weights['lpips']}", "limit_batches=1")
     assert "not torch-fidelity's FID Inception-v3" in report["skipped"]["fid"]
+
+
+def test_ddp_scores_each_image_once_with_the_numbers_of_one_process(checkpoint, probe_file, data_dir, tmp_path):
+    """Two CPU ranks over gloo, launched by evaluate.py as on GPUs: uneven shares (5 batches of at most 5 images)
+    and the probe's feature sums are gathered, and rank 0 writes what one process would."""
+    common = [f"ckpt_path={checkpoint}", f"paths.data_dir={data_dir}", "device=cpu", "data.eval_batch_size=5"]
+    common.append(f"eval.probe_weights={probe_file}")
+    for name, devices in (("one", 1), ("two", 2)):
+        proc = run_script("evaluate.py", *common, f"trainer.devices={devices}", f"hydra.run.dir={tmp_path / name}")
+        assert proc.returncode == 0, output(proc)[-4000:]
+        assert ("MEMBER: 2/2" in output(proc)) == (devices == 2)  # rank 1 ran
+    one, two = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
+    assert two["num_images"] == one["num_images"] == 24
+    assert two["per_class"]["counts"] == one["per_class"]["counts"]
+    assert set(two["models"]) == set(one["models"]) == {"gray", "run/last"}
+    for name, row in one["models"].items():
+        assert set(two["models"][name]) == set(row) and "fid_probe" in row
+        assert two["models"][name] == pytest.approx(row, rel=1e-6), name
+        for metric, values in one["per_class"]["models"][name].items():
+            assert two["per_class"]["models"][name][metric] == pytest.approx(values, rel=1e-6), (name, metric)
+    assert two["ground_truth"] == pytest.approx(one["ground_truth"], rel=1e-6)

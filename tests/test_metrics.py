@@ -10,9 +10,12 @@ from skimage.color import deltaE_ciede2000
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image.fid import _compute_fid
 
+from colorgan.color import rgb_to_lab_normalized
+from colorgan.evaluation import GrayBaseline
 from colorgan.fid import FeatureStats, frechet_distance, frechet_distance_stats
 from colorgan.io import WeightsUnavailable
 from colorgan.metrics import (
+    Rendered,
     build_lpips,
     ciede2000,
     colorfulness,
@@ -22,6 +25,7 @@ from colorgan.metrics import (
     psnr_uint8,
     ssim_uint8,
 )
+from colorgan.probe import gray_version
 
 
 def random_lab(n: int, seed: int) -> torch.Tensor:
@@ -88,6 +92,18 @@ def test_delta_cf_is_the_absolute_colourfulness_gap():
     torch.testing.assert_close(gap, colorfulness(colourful), atol=1e-4, rtol=0)
     torch.testing.assert_close(gap, delta_colorfulness(colourful, gray))
     assert delta_colorfulness(colourful, colourful).abs().max() == 0
+
+
+def test_the_gray_baseline_is_one_picture_wherever_it_is_scored():
+    """Rendered.gray: evaluation's gray row, the probe's gray accuracy and a gray prediction are the same pixels."""
+    rgb = torch.randint(0, 256, (6, 3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    L, _ = rgb_to_lab_normalized(rgb)
+    gray = Rendered.gray(L)
+    assert torch.equal(gray.ab, torch.zeros(6, 2, 16, 16))
+    assert torch.equal(gray.rgb, gray_version(rgb))
+    assert torch.equal(gray.rgb, Rendered.from_lab(L, GrayBaseline()(L)).rgb)
+    spread = gray.rgb.int().amax(dim=1) - gray.rgb.int().amin(dim=1)
+    assert spread.max() <= 1  # R = G = B up to rounding: no colour at all
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 32, 32), (2, 3, 40, 24)])

@@ -13,7 +13,7 @@ from PIL import Image
 from colorgan.checkpoint import load_generator
 from colorgan.colorize import main as colorize_main
 from colorgan.data.datamodule import CIFAR10DataModule
-from colorgan.evaluation import Candidate, run_evaluation
+from colorgan.evaluation import EvaluationModule, build_trainer
 from colorgan.export import main as export_main
 from colorgan.module import ColorizationModule
 
@@ -37,6 +37,13 @@ def ckpt(tmp_path_factory) -> Path:
     return saturated_checkpoint(tmp_path_factory.mktemp("ckpt") / "saturated.ckpt")
 
 
+def evaluated(dm: CIFAR10DataModule, generators: dict[str, torch.nn.Module], **options) -> EvaluationModule:
+    """trainer.test on the CPU, as evaluate.py runs it: gray and ``generators`` scored."""
+    module = EvaluationModule(generators, per_class=False, **options)
+    build_trainer("cpu").test(module, datamodule=dm, verbose=False)
+    return module
+
+
 def cifar(data_dir: Path) -> CIFAR10DataModule:
     dm = CIFAR10DataModule(data_dir=str(data_dir), val_size=16, eval_batch_size=64, download=False)
     dm.prepare_data()
@@ -47,9 +54,9 @@ def cifar(data_dir: Path) -> CIFAR10DataModule:
 def test_evaluation_scores_the_pixels_colorize_writes(data_dir, ckpt, tmp_path):
     dm = cifar(data_dir)
     generator, _ = load_generator(ckpt)
-    out = run_evaluation([Candidate("model", generator)], dm, torch.device("cpu"), num_samples=64, per_class=False)
-    scored = (out["samples"]["model"] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    truth = (out["samples"]["truth"] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    samples = evaluated(dm, {"model": generator}, num_samples=64).samples
+    scored = (samples["model"] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    truth = (samples["truth"] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     src = tmp_path / "in"
     src.mkdir()
     for i, image in enumerate(truth):
@@ -70,9 +77,8 @@ def test_validation_metrics_are_evaluations_metrics(data_dir, ckpt, tmp_path):
     dm.val_dataloader = dm.test_dataloader  # validate on the test split that evaluation scores
     trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
     logged = trainer.validate(module, datamodule=dm, verbose=False)[0]
-    candidates = [Candidate("gray", None), Candidate("model", generator)]
-    evaluated = run_evaluation(candidates, dm, torch.device("cpu"), per_class=False)
-    model, gray = evaluated["results"]["model"], evaluated["results"]["gray"]
+    results = evaluated(dm, {"model": generator}).results["models"]
+    model, gray = results["model"], results["gray"]
     for name in ("psnr", "ssim", "l1_ab", "delta_e", "colorfulness", "delta_cf"):
         assert logged[f"val/{name}"] == pytest.approx(model[name], rel=1e-5, abs=1e-5), name
     assert logged["val/psnr_gain"] == pytest.approx(model["psnr"] - gray["psnr"], abs=1e-4)
@@ -133,8 +139,8 @@ def test_diversity_says_whether_the_generator_uses_its_noise(data_dir, tmp_path)
     noisy = ColorizationModule(generator={**TINY_UNET, "dropout": 0.0, "noise_channels": 2}, lambda_gan=0.0)
     quiet = ColorizationModule(generator={**TINY_UNET, "dropout": 0.0}, lambda_gan=0.0)
     noisy.generator.eval(), quiet.generator.eval()  # as load_generator hands them over
-    candidates = [Candidate("gray", None), Candidate("noisy", noisy.generator), Candidate("quiet", quiet.generator)]
-    results = run_evaluation(candidates, dm, torch.device("cpu"), per_class=False, diversity=True)["results"]
+    generators = {"noisy": noisy.generator, "quiet": quiet.generator}
+    results = evaluated(dm, generators, diversity=True).results["models"]
     assert results["gray"]["diversity_ab"] == 0 == results["quiet"]["diversity_ab"]  # nothing random in them
     assert results["noisy"]["diversity_ab"] > 0
     assert not noisy.generator.training  # measured in stochastic mode, then put back
