@@ -11,7 +11,9 @@ over the pixels whose L* changed by less than :data:`STATIC_L` between the two s
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from colorgan.color import AB_SCALE, L_SCALE, render_uint8, rgb_to_lab_normalized
+from colorgan.data.images import BadImageError, decode_image
 from colorgan.inference import colorize_images
 from colorgan.io import replacing
 
@@ -203,3 +206,26 @@ def pan_zoom_clip(photo: Image.Image, target: str | Path, frames: int = 48, side
         writer.mux(video.encode())
         writer.mux(audio.encode())
     return Path(target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m colorgan.video PHOTO OUT.mp4``: a pan-and-zoom test clip, to measure flicker on."""
+    parser = argparse.ArgumentParser(prog="python -m colorgan.video", description=pan_zoom_clip.__doc__)
+    parser.add_argument("photo", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--side", type=int, default=128)
+    parser.add_argument("--fps", type=int, default=24)
+    args = parser.parse_args(argv)
+    try:
+        photo = decode_image(args.photo).image
+        pan_zoom_clip(photo, args.out, frames=args.frames, side=args.side, fps=args.fps)
+    except (BadImageError, VideoError, OSError) as err:
+        print(f"python -m colorgan.video: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {args.frames} frames of {args.side} x {args.side} at {args.fps} fps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
