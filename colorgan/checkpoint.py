@@ -67,6 +67,11 @@ def _folder_message(folder: Path) -> str:
         {*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt"), *folder.glob("*/checkpoints/*.ckpt")},
         key=lambda p: (len(p.parts), p.name != "last.ckpt", str(p)),
     )
+    if is_model_folder(folder):
+        return (
+            f"{folder} is a model folder (colorgan-export --format folder): it holds the generator alone, not a "
+            f"training state to resume; start a new run from it with model.init_from={folder}"
+        )
     if not found:
         return (
             f"checkpoint {folder} is a folder, not a file, and holds no .ckpt file (in it, its checkpoints/ or "

@@ -30,7 +30,7 @@ from colorgan.inference import MODES, colorize_images, default_batch_size
 from colorgan.io import save_image_atomic
 from colorgan.places import OutputPlaceError, check_output_folder
 from colorgan.runtime import pick_device
-from colorgan.video import VIDEO_EXTENSIONS, TemporalSmoothing, VideoError, colorize_video
+from colorgan.video import VIDEO_EXTENSIONS, TemporalSmoothing, VideoError, colorize_video, is_earlier_video_output
 
 OUTPUT_SUFFIX = ".png"
 COLLISION_MARK = "_colorized"
@@ -268,8 +268,12 @@ def colorize_videos(
     failures: list[str] = []
     for source in videos:
         target = out_dir / f"{source.stem}.mp4"
-        if target.resolve() == source.resolve():
-            target = out_dir / f"{source.stem}{COLLISION_MARK}.mp4"
+        if target.exists() and (target.resolve() == source.resolve() or not is_earlier_video_output(target)):
+            target = out_dir / f"{source.stem}{COLLISION_MARK}.mp4"  # never replace a file colorize did not write
+        if target.exists() and not is_earlier_video_output(target):
+            failures.append(f"skipped {source}: {target} exists and was not written by colorgan-colorize")
+            _fail(failures[-1])
+            continue
         try:
             smoothing = TemporalSmoothing(strength=temporal) if temporal is not None else None
             summary = colorize_video(generator, source, target, temporal=smoothing, **settings)
@@ -404,8 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     videos_written, failures = colorize_videos(
         generator, videos, args.out, size=size, mode=args.mode, temporal=args.temporal
     )
-    failures += [f"{item}: no such file or folder, and no image matches it" for item in inputs.missing]
-    for message in failures:
+    missing = [f"{item}: no such file or folder, and no image matches it" for item in inputs.missing]
+    failures += missing
+    for message in missing:
         _fail(message)
     if inputs.earlier_outputs:
         _note(f"not reading {_earlier(inputs.earlier_outputs)} (outputs are never inputs)")

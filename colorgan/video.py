@@ -1,6 +1,6 @@
 """Colorize a film frame by frame: each frame's own full-resolution L, the source's frame rate and audio.
 
-Frames go through the same inference as photos (:func:`colorgan.colorize.colorize_images`), in
+Frames go through the same inference as photos (:func:`colorgan.inference.colorize_images`), in
 batches. A colorizer that sees one frame at a time flickers: the same wall turns a slightly
 different colour from frame to frame. ``temporal`` smooths ab over time where the scene is still:
 ``ab_t <- ab_t + k * w * (ab_{t-1} - ab_t)`` with ``w = exp(-|L_t - L_{t-1}| / sigma)`` per pixel, so
@@ -34,6 +34,7 @@ from colorgan.io import replacing
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
 STATIC_L = 1.0  # L* units: a pixel this still between two frames should keep its colour
 FRAMES_PER_BATCH = 8
+OUTPUT_MARK = "colorgan-colorize"  # in the mp4's comment tag of every output
 
 
 class VideoError(ValueError):
@@ -46,6 +47,15 @@ def _av():  # PyAV is an optional dependency, imported when a video is asked for
     except ImportError as err:
         raise VideoError("colorizing video needs PyAV: pip install 'colorgan[video]' (or pip install av)") from err
     return av
+
+
+def is_earlier_video_output(path: Path) -> bool:
+    """An mp4 this command wrote (its comment tag names colorgan-colorize): safe to replace."""
+    try:
+        with _av().open(str(path)) as container:
+            return str(container.metadata.get("comment", "")).startswith(OUTPUT_MARK)
+    except Exception:  # unreadable, or not a video: not ours
+        return False
 
 
 @dataclass
@@ -127,6 +137,7 @@ def colorize_video(
         audio_in = reader.streams.audio[0] if reader.streams.audio else None
         rate = video_in.average_rate or Fraction(25)
         with av.open(str(tmp), mode="w", format="mp4") as writer:
+            writer.metadata["comment"] = f"{OUTPUT_MARK}: {source.name}"  # how a later run knows its own output
             video_out = writer.add_stream("libx264", rate=rate)
             video_out.width, video_out.height = video_in.codec_context.width, video_in.codec_context.height
             video_out.pix_fmt = "yuv420p"

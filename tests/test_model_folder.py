@@ -104,3 +104,12 @@ def test_the_weight_average_is_exported_unless_raw_weights(tmp_path):
         assert export(["--ckpt", str(path), "--format", "folder", "--out", str(out), *flag]) == 0
         loaded, _ = load_generator(out)
         assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), expected.state_dict().values()))
+
+
+def test_resuming_from_a_model_folder_says_to_start_from_it_instead(ckpt, tmp_path):
+    from colorgan.checkpoint import CheckpointError, load_checkpoint
+
+    generator, hparams = load_generator(ckpt)
+    folder = save_model_folder(generator, hparams, tmp_path / "model")
+    with pytest.raises(CheckpointError, match=r"model\.init_from="):
+        load_checkpoint(folder)

@@ -95,3 +95,17 @@ def test_the_command_line_colorizes_a_video_and_reports_its_flicker(clip, tmp_pa
     assert main([str(clip), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--temporal"]) == 0
     assert len(frames_of(tmp_path / "out" / "clip.mp4")) == 20
     assert "flicker" in capsys.readouterr().err
+
+
+def test_a_file_the_command_did_not_write_is_never_replaced(clip, tmp_path):
+    ckpt = save_checkpoint(TINY_UNET, tmp_path / "tiny.ckpt")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip.mp4").write_bytes(b"someone else's film")
+    assert main([str(clip), "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    assert (out / "clip.mp4").read_bytes() == b"someone else's film"
+    assert len(frames_of(out / "clip_colorized.mp4")) == 20
+    before = (out / "clip_colorized.mp4").stat().st_mtime_ns
+    assert main([str(clip), "--ckpt", str(ckpt), "--out", str(out)]) == 0  # its own output is replaced
+    assert (out / "clip_colorized.mp4").stat().st_mtime_ns != before
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "clip_colorized.mp4"]
