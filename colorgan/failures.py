@@ -23,26 +23,19 @@ _PACKAGE = Path(colorgan.__file__).resolve().parent
 
 def _known_types() -> tuple[type[BaseException], ...]:
     """Errors whose message says what is wrong and how to fix it (imported late: they live all over)."""
-    from colorgan.checkpoint import CheckpointError
-    from colorgan.config_checks import ConfigError
-    from colorgan.data.cifar10 import DataNotFoundError
-    from colorgan.data.images import BadImageError
-    from colorgan.io import WeightsUnavailable
-    from colorgan.module import NonFiniteLossError
-    from colorgan.probe import ProbeError
-    from colorgan.run_folder import OutputNotWritableError
-    from colorgan.training import NoStepTakenError
+    from colorgan import checkpoint, config_checks, io, module, probe, run_folder, training
+    from colorgan.data import cifar10, images
 
     return (
-        CheckpointError,
-        ConfigError,
-        DataNotFoundError,
-        BadImageError,
-        NonFiniteLossError,
-        ProbeError,
-        OutputNotWritableError,
-        NoStepTakenError,
-        WeightsUnavailable,
+        checkpoint.CheckpointError,
+        config_checks.ConfigError,
+        cifar10.DataNotFoundError,
+        images.BadImageError,
+        module.NonFiniteLossError,
+        probe.ProbeError,
+        run_folder.OutputNotWritableError,
+        training.NoStepTakenError,
+        io.WeightsUnavailable,
     )
 
 

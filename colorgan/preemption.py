@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointOnSigterm(Callback):
-    """Also saves when SIGTERM was received but another error ended the run first (e.g. a loader
-    worker killed by the same signal), since the loop was between batches either way."""
+    """Save ``last.ckpt`` on SIGTERM, also when another error ended the run first (e.g. a loader worker
+    killed by the same signal): the loop was between batches either way."""
 
     def __init__(self) -> None:
         self.saved: dict[str, Any] | None = None

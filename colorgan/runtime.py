@@ -24,7 +24,6 @@ from colorgan.io import write_text_atomic
 log = logging.getLogger(__name__)
 
 
-# ------------------------------------------------------------------------------------- the device
 class DeviceUnavailable(ValueError):
     """A device was asked for that this machine does not have."""
 
@@ -39,7 +38,6 @@ def pick_device(name: str = "auto", key: str = "--device") -> torch.device:
     return device
 
 
-# ---------------------------------------------------------------------------------- the allocator
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 THRESHOLD_BYTES = 1 << 30
@@ -67,7 +65,6 @@ def keep_freed_memory() -> bool:
     return applied
 
 
-# ---------------------------------------------------------------------------------- the precision
 # ``trainer.precision=auto`` is the faster of fp32 and bf16-mixed on the machine in use, measured.
 #
 # A CPU flag says only that bf16 *can* run natively, not that it is faster: on the AMD EPYC (Zen 4)
@@ -110,7 +107,6 @@ class PrecisionChoice:
         return dict(self.__dict__)
 
 
-# ---------------------------------------------------------------------------------------- the CPU
 def read_cpuinfo(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[str]]:
     """(model name, flags) of the first CPU listed; ("", {}) where there is no /proc/cpuinfo."""
     try:
@@ -127,7 +123,6 @@ def read_cpuinfo(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[
     return model, flags
 
 
-# ----------------------------------------------------------------------------------- the timing
 def _probe_stack() -> torch.nn.Module:
     """The U-Net's middle layers in small: two stride-2 4 x 4 convolutions down, two transposed up."""
     nn = torch.nn
@@ -208,7 +203,6 @@ def decide(seconds: dict[str, float], channels_last: bool | None = None) -> tupl
     return "32-true", f"{figures} (< {BF16_MIN_SPEEDUP:.2f}x needed for bf16)"
 
 
-# ------------------------------------------------------------------------------------ the cache
 def cache_path() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "colorgan").expanduser() / "precision.json"
 
@@ -229,7 +223,6 @@ def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
         log.debug("precision cache %s not written: %s", path, err)
 
 
-# ------------------------------------------------------------------------------------ the choice
 def choose_cpu_precision(
     channels_last: bool | None = None,
     timer: Callable[[list[str]], dict[str, float]] | None = None,

@@ -45,16 +45,6 @@ class UNetGenerator(nn.Module):
         channels = [min(ngf * 2**i, ngf * 8) for i in range(self.depth)]
 
         encoders: list[nn.Module] = [nn.Conv2d(1 + noise_channels, channels[0], 4, 2, 1, bias=use_bias)]
-        for i in range(1, self.depth):
-            innermost = i == self.depth - 1
-            encoders.append(
-                nn.Sequential(
-                    nn.LeakyReLU(0.2, inplace=True),
-                    nn.Conv2d(channels[i - 1], channels[i], 4, 2, 1, bias=use_bias),
-                    nn.Identity() if innermost else NORMS[norm](channels[i]),
-                )
-            )
-
         decoders: list[nn.Module] = [
             nn.Sequential(
                 nn.ReLU(inplace=True),
@@ -65,12 +55,18 @@ class UNetGenerator(nn.Module):
         n_dropout = max(0, min(dropout_blocks, self.depth - 2))
         for i in range(1, self.depth):
             innermost = i == self.depth - 1
-            in_ch = channels[i] if innermost else channels[i] * 2
+            encoders.append(
+                nn.Sequential(
+                    nn.LeakyReLU(0.2, inplace=True),
+                    nn.Conv2d(channels[i - 1], channels[i], 4, 2, 1, bias=use_bias),
+                    nn.Identity() if innermost else NORMS[norm](channels[i]),
+                )
+            )
             with_dropout = dropout > 0 and (self.depth - 2 - n_dropout) < i < self.depth - 1
             decoders.append(
                 nn.Sequential(
                     nn.ReLU(inplace=True),
-                    nn.ConvTranspose2d(in_ch, channels[i - 1], 4, 2, 1, bias=use_bias),
+                    nn.ConvTranspose2d(channels[i] * (1 if innermost else 2), channels[i - 1], 4, 2, 1, bias=use_bias),
                     NORMS[norm](channels[i - 1]),
                     nn.Dropout(dropout) if with_dropout else nn.Identity(),
                 )
