@@ -18,7 +18,7 @@ from colorgan.launch import run_task
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
-    run_task(evaluate, cfg)  # a known mistake: one message, exit code 1, no half-made run folder left
+    run_task(evaluate, cfg)
 
 
 if __name__ == "__main__":

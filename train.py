@@ -29,7 +29,6 @@ def command_line(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    # W&B always finished; a known mistake prints one message and exits 1; in a multirun a failed job is recorded
     summary = run_task(train, cfg)
     return summary["metrics"].get(cfg.get("optimized_metric"))  # what Hydra sweepers minimise (None: failed)
 

@@ -38,7 +38,7 @@ class BatchNormSnapshot:
 
 
 @contextmanager
-def running_stats_frozen(module: nn.Module | None) -> Iterator[None]:
+def running_stats_frozen(module: nn.Module) -> Iterator[None]:
     """BatchNorm layers of ``module`` normalise with batch statistics but leave their running ones alone.
 
     The generator's step runs the discriminator on G's output to get a gradient; that forward pass
@@ -46,7 +46,7 @@ def running_stats_frozen(module: nn.Module | None) -> Iterator[None]:
     move twice per batch). Turning ``track_running_stats`` off for the call keeps batch statistics
     in train mode (so the gradient is the one D's step saw) and updates nothing.
     """
-    layers = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats] if module else []
+    layers = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     for layer in layers:
         layer.track_running_stats = False
     try:

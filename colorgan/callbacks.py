@@ -21,25 +21,6 @@ from colorgan.visualize import make_grid
 log = logging.getLogger(__name__)
 
 
-def batches_stepped(trainer: Trainer) -> int:
-    """Training batches so far as the loggers count them: the x axis of every logged metric.
-
-    ``trainer.global_step`` counts optimizer steps instead, two per batch in the GAN stage. Lightning
-    keeps this count only in a private attribute (its own LearningRateMonitor reads it too).
-    """
-    return trainer.fit_loop.epoch_loop._batches_that_stepped
-
-
-def batches_processed(trainer: Trainer) -> int:
-    """Training batches of the fit so far, resumes included; from ``on_train_batch_end`` on, the current one too."""
-    return trainer.fit_loop.epoch_loop.batch_progress.total.processed
-
-
-def batches_completed(trainer: Trainer) -> int:
-    """Training batches of the fit so far, resumes included, each counted once all its hooks have run."""
-    return trainer.fit_loop.epoch_loop.batch_progress.total.completed
-
-
 class TrainingSpeed(Callback):
     """Logs training images per second for each epoch (validation time excluded).
 
@@ -79,8 +60,7 @@ class SampleGrid(Callback):
     """Every validation epoch, the first validation images as the module scored them: gray | colorized | truth.
 
     The grid goes to ``<run folder>/samples/epoch_NNN.png`` and, as ``val/samples``, to every logger
-    that takes images (W&B's ``log_image``, TensorBoard's ``add_image``), on the x axis of the
-    epoch's metrics. The images are the ``validation_step`` outputs of batch 0.
+    that takes images (W&B's ``log_image``, TensorBoard's ``add_image``).
     """
 
     COLUMNS = ("gray", "colorized", "truth")
@@ -104,7 +84,9 @@ class SampleGrid(Callback):
         if self.images is None or trainer.sanity_checking or not trainer.is_global_zero:
             return
         grid = make_grid([(name, self.images[name].float() / 255.0) for name in self.COLUMNS])
-        epoch, step = trainer.current_epoch, batches_stepped(trainer)
+        # The x axis of the epoch's metrics: training batches as the loggers count them (global_step counts
+        # optimizer steps, two per batch in the GAN stage); Lightning's LearningRateMonitor reads it too.
+        epoch, step = trainer.current_epoch, trainer.fit_loop.epoch_loop._batches_that_stepped
         path = save_image_atomic(grid, Path(trainer.default_root_dir) / "samples" / f"epoch_{epoch:03d}.png")
         for logger in trainer.loggers:
             if callable(getattr(logger, "log_image", None)):
@@ -145,8 +127,8 @@ class LastCheckpoint(ModelCheckpoint):
     ) -> None:
         if not self.every_n_batches or self._skip(trainer):
             return
-        batches = batches_processed(trainer)  # this batch included
-        if batches % self.every_n_batches == 0:
+        # batches of the fit so far, resumes and this one included
+        if trainer.fit_loop.epoch_loop.batch_progress.total.processed % self.every_n_batches == 0:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -37,31 +37,22 @@ CHROMA_STEPS = 7  # bisection steps when fitting an out-of-gamut colour at its l
 def _srgb_table(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(256-entry sRGB -> linear table, whitened matrix) on ``device``, made once per device."""
     if device not in _tables:
-        v = torch.arange(256, dtype=torch.float64) / 255.0
-        linear = torch.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92).float()
+        linear = _srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0).float()
         _tables[device] = (linear.to(device), _RGB_TO_XYZ_WHITE.to(device))
     return _tables[device]
 
 
-def _srgb_to_linear_float(rgb: torch.Tensor) -> torch.Tensor:
+def _srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
     return torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).pow(2.4), rgb / 12.92)
-
-
-def _lab_f(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > _EPSILON, t.clamp_min(_EPSILON).pow(1.0 / 3.0), t * 7.787 + 4.0 / 29.0)
-
-
-def _linear_to_lab_normalized(linear: torch.Tensor, matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    fx, fy, fz = _lab_f(torch.einsum("ij,bjhw->bihw", matrix, linear)).unbind(1)
-    L = (fy * (116.0 / L_SCALE) - (16.0 / L_SCALE + 1.0)).unsqueeze(1)
-    ab = torch.stack([(fx - fy) * (500.0 / AB_SCALE), (fy - fz) * (200.0 / AB_SCALE)], dim=1)
-    return L, ab
 
 
 def _convert(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     table, matrix = _srgb_table(rgb.device)
-    linear = table[rgb.int()] if rgb.dtype == torch.uint8 else _srgb_to_linear_float(rgb.float())
-    return _linear_to_lab_normalized(linear, matrix)
+    linear = table[rgb.int()] if rgb.dtype == torch.uint8 else _srgb_to_linear(rgb.float())
+    t = torch.einsum("ij,bjhw->bihw", matrix, linear)  # XYZ over the white point
+    fx, fy, fz = torch.where(t > _EPSILON, t.clamp_min(_EPSILON).pow(1.0 / 3.0), t * 7.787 + 4.0 / 29.0).unbind(1)
+    L = (fy * (116.0 / L_SCALE) - (16.0 / L_SCALE + 1.0)).unsqueeze(1)
+    return L, torch.stack([(fx - fy) * (500.0 / AB_SCALE), (fy - fz) * (200.0 / AB_SCALE)], dim=1)
 
 
 _compiled: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None

@@ -24,22 +24,26 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(cfg: DictConfig, prefix: str, key: str, low: float, strict: bool = False) -> None:
-    """``prefix.key`` is a finite number >= low (> low when ``strict``); a typo's string, inf and nan are caught."""
+def _number(cfg: DictConfig, prefix: str, key: str, low: float, strict: bool = False, optional: bool = False) -> None:
+    """``prefix.key`` is a finite number >= low (> low when ``strict``), or null when ``optional``; a typo's
+    string, inf and nan are caught."""
     value = cfg.get(key)
-    ok = _is_number(value) and math.isfinite(value) and (value > low if strict else value >= low)
+    ok = (optional and value is None) or (
+        _is_number(value) and math.isfinite(value) and (value > low if strict else value >= low)
+    )
     _require(ok, f"{prefix}.{key}", value, f"it must be a finite number {'>' if strict else '>='} {low:g}")
+
+
+def _int(cfg: DictConfig, prefix: str, key: str, low: int, optional: bool = False) -> None:
+    value = cfg.get(key)
+    ok = (optional and value is None) or (isinstance(value, int) and not isinstance(value, bool) and value >= low)
+    _require(ok, f"{prefix}.{key}", value, f"it must be an integer >= {low}")
 
 
 def _check_image_size(cfg: DictConfig) -> None:
     """One image size: what the data delivers, and the generator is built for exactly that."""
+    _int(cfg.data, "data", "image_size", 2)
     size = cfg.data.image_size
-    _require(
-        isinstance(size, int) and not isinstance(size, bool) and size >= 2,
-        "data.image_size",
-        size,
-        "it must be an int >= 2",
-    )
     if str(cfg.data.get("_target_", "")).endswith("CIFAR10DataModule"):
         _require(
             size == 32,
@@ -58,12 +62,6 @@ def _check_image_size(cfg: DictConfig) -> None:
     )
 
 
-def _int(cfg: DictConfig, prefix: str, key: str, low: int) -> None:
-    value = cfg.get(key)
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    _require(ok, f"{prefix}.{key}", value, f"it must be an integer >= {low}")
-
-
 def _choice(cfg: DictConfig, prefix: str, key: str, choices: object) -> None:
     """``prefix.key``, where that config has the key, is one of ``choices``."""
     if key in cfg:
@@ -80,22 +78,15 @@ def _check_losses(model: DictConfig) -> None:
         model.lambda_l1,
         "lambda_l1 and lambda_gan cannot both be 0",
     )
-    if model.get("discriminator") is None:
-        _require(
-            model.lambda_gan == 0,
-            "model.lambda_gan",
-            model.lambda_gan,
-            "model/discriminator=none builds no discriminator, so there is no adversarial term; for the GAN stage "
-            "choose model/discriminator=patchgan",
-        )
-    else:
-        _require(
-            model.lambda_gan > 0,
-            "model.lambda_gan",
-            model.lambda_gan,
-            "L1 pretraining is chosen with model/discriminator=none (as experiment=*_pretrain do), which builds "
-            "no discriminator; with a discriminator, lambda_gan must be > 0",
-        )
+    has_d = model.get("discriminator") is not None
+    fix = (
+        "L1 pretraining is chosen with model/discriminator=none (as experiment=*_pretrain do), which builds "
+        "no discriminator; with a discriminator, lambda_gan must be > 0"
+        if has_d
+        else "model/discriminator=none builds no discriminator, so there is no adversarial term; for the GAN stage "
+        "choose model/discriminator=patchgan"
+    )
+    _require((model.lambda_gan > 0) == has_d, "model.lambda_gan", model.lambda_gan, fix)
     _choice(model, "model", "gan_mode", GAN_MODES)
 
 
@@ -158,16 +149,12 @@ def check_config(cfg: DictConfig) -> None:
     model, data = cfg.model, cfg.data
     _check_losses(model)
     _number(model, "model", "lr", 0, strict=True)
-    if model.get("lr_d") is not None:
-        _number(model, "model", "lr_d", 0, strict=True)
-    if model.get("gradient_clip_val") is not None:
-        _number(model, "model", "gradient_clip_val", 0)
+    _number(model, "model", "lr_d", 0, strict=True, optional=True)
+    _number(model, "model", "gradient_clip_val", 0, optional=True)
     _int(model, "model", "max_bad_steps", 1)
     _int(data, "data", "batch_size", 1)
-    if data.get("eval_batch_size") is not None:
-        _int(data, "data", "eval_batch_size", 1)
-    if data.get("num_workers") is not None:
-        _int(data, "data", "num_workers", 0)
+    _int(data, "data", "eval_batch_size", 1, optional=True)
+    _int(data, "data", "num_workers", 0, optional=True)
     _choice(data, "data", "on_bad_image", BAD_IMAGE_POLICIES)
     _check_image_size(cfg)
     _check_generator(model.generator, data.image_size)

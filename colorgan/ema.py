@@ -30,12 +30,6 @@ class GeneratorEMA(nn.Module):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
-    def copy_from(self, generator: nn.Module) -> None:
-        """Restart the average at ``generator``'s weights (after ``model.init_from`` loads them)."""
-        self.module.load_state_dict(generator.state_dict())
-        self.updates.zero_()
-
-    @torch.no_grad()
     def update(self, generator: nn.Module) -> None:
         n = int(self.updates)
         decay = min(self.decay, (1 + n) / (10 + n))

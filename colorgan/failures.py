@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,35 +23,26 @@ _PACKAGE = Path(colorgan.__file__).resolve().parent
 
 def _known_types() -> tuple[type[BaseException], ...]:
     """Errors whose message says what is wrong and how to fix it (imported late: they live all over)."""
-    from colorgan.checkpoint import CheckpointError
-    from colorgan.config_checks import ConfigError
-    from colorgan.data.cifar10 import DataNotFoundError
-    from colorgan.data.images import BadImageError
-    from colorgan.io import WeightsUnavailable
-    from colorgan.module import NonFiniteLossError
-    from colorgan.probe import ProbeError
-    from colorgan.run_folder import OutputNotWritableError
-    from colorgan.training import NoStepTakenError
+    from colorgan import checkpoint, config_checks, io, module, probe, run_folder, training
+    from colorgan.data import cifar10, images
 
     return (
-        CheckpointError,
-        ConfigError,
-        DataNotFoundError,
-        BadImageError,
-        NonFiniteLossError,
-        ProbeError,
-        OutputNotWritableError,
-        NoStepTakenError,
-        WeightsUnavailable,
+        checkpoint.CheckpointError,
+        config_checks.ConfigError,
+        cifar10.DataNotFoundError,
+        images.BadImageError,
+        module.NonFiniteLossError,
+        probe.ProbeError,
+        run_folder.OutputNotWritableError,
+        training.NoStepTakenError,
+        io.WeightsUnavailable,
     )
 
 
 def _raised_by_colorgan(err: BaseException) -> bool:
     """Whether colorgan's own code raised ``err`` (a check on a value), not a library it called."""
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_PACKAGE)
 
 
 def user_error(err: BaseException) -> BaseException | None:
@@ -70,16 +62,9 @@ def show_traceback(cfg: Any) -> bool:
     return bool(cfg.get("debug", False)) or os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
-def format_message(err: BaseException, note: str | None = None) -> str:
-    """Error: what, which key or path, the fix (the error's own message); then what became of the run folder."""
-    lines = [f"Error: {err}"]
-    if note:
-        lines.append(note[0].upper() + note[1:] + ".")
-    lines.append(f"({type(err).__name__}; {DEBUG_HINT})")
-    return "\n".join(lines)
-
-
 def exit_with_message(err: BaseException, note: str | None = None) -> NoReturn:
-    """Print the message to stderr and exit with code 1."""
-    print(format_message(err, note), file=sys.stderr, flush=True)
+    """Print to stderr the error's own message (what, which key or path, the fix), then what became of the
+    run folder, and exit with code 1."""
+    noted = f"\n{note[0].upper()}{note[1:]}." if note else ""
+    print(f"Error: {err}{noted}\n({type(err).__name__}; {DEBUG_HINT})", file=sys.stderr, flush=True)
     raise SystemExit(1)

@@ -1,11 +1,5 @@
 """Running one job of train.py or evaluate.py: refuse a launch that cannot work, always finish W&B,
-record a failed multirun job.
-
-``run_task`` wraps a job: W&B is always finished (else Lightning's WandbLogger reuses the open run,
-and every job of a multirun logs into the first one), and in a multirun a failing job is logged and
-recorded in its ``summary.json`` so the other jobs and the sweep summary still run. In a single run
-a known mistake ends with its message, not a traceback (``colorgan.failures``).
-"""
+record a failed multirun job."""
 
 from __future__ import annotations
 
@@ -15,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironment, TorchElasticEnvironment
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from colorgan.config_checks import ConfigError
@@ -41,16 +38,12 @@ def _process_count(trainer: DictConfig) -> int:
     if devices in ("auto", -1):
         if str(trainer.get("accelerator", "auto")) == "cpu":
             return nodes
-        import torch
-
         return max(1, torch.cuda.device_count()) * nodes
     return len(devices) * nodes  # a list of device indices
 
 
 def _ranks_started_externally() -> bool:
     """SLURM (srun), torchrun or another launcher already started one process per rank."""
-    from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironment, TorchElasticEnvironment
-
     return any(env.detect() for env in (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment))
 
 
@@ -80,19 +73,11 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
-def _is_rank_zero() -> bool:
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
-
-
-def failure_summary(err: BaseException) -> dict[str, Any]:
-    """What a failed job leaves in its summary.json for the sweep summary."""
-    return {"status": "failed", "error": f"{type(err).__name__}: {err}".strip()[:2000], "metrics": {}}
-
-
 def _run_finishing_wandb(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
-    """Run ``task``; finish W&B whatever happens, with the exit code the job ends with."""
+    """Run ``task``; finish W&B whatever happens, with the exit code the job ends with.
+
+    Else Lightning's WandbLogger reuses the open run, and every job of a multirun logs into the first one.
+    """
     exit_code = 1
     try:
         check_launch(cfg)
@@ -104,17 +89,6 @@ def _run_finishing_wandb(task: Callable[[DictConfig], dict[str, Any]], cfg: Dict
         raise
     finally:
         finish_wandb(exit_code=exit_code)
-
-
-def _record_failed_job(cfg: DictConfig, err: Exception) -> dict[str, Any]:
-    """A failed job of a multirun: logged with its traceback and written to its summary.json."""
-    log.exception("job failed; the sweep goes on with the next job")
-    summary = failure_summary(err)
-    out = cfg.get("paths", {}).get("output_dir")
-    if out and _is_rank_zero():
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
 
 
 def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
@@ -131,7 +105,13 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
         return _run_finishing_wandb(task, cfg)
     except Exception as err:
         if hydra_job()["multirun"]:
-            return _record_failed_job(cfg, err)
+            log.exception("job failed; the sweep goes on with the next job")
+            summary = {"status": "failed", "error": f"{type(err).__name__}: {err}".strip()[:2000], "metrics": {}}
+            out = cfg.get("paths", {}).get("output_dir")
+            if out and rank_zero_only.rank == 0:
+                Path(out).mkdir(parents=True, exist_ok=True)
+                (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+            return summary
         note = settle_failed_attempt()
         shown = user_error(err)
         if shown is None or show_traceback(cfg):

@@ -5,8 +5,6 @@
   mode goes to ``wandb.init``; nothing is written to ``os.environ`` (Lightning's ``offline=True``
   sets ``WANDB_MODE`` for the whole process, which would leak into the next job of a multirun).
   Its ``auto`` names give one W&B run per Hydra job, grouped by the sweep.
-* ``ResumableCSVLogger`` (``logger=csv``) appends to the run folder's ``csv/metrics.csv`` when a run
-  resumes there; Lightning's own deletes it.
 """
 
 from __future__ import annotations
@@ -20,8 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import OmegaConf
 
@@ -33,12 +33,12 @@ WANDB_MODES = ("online", "offline", "disabled", "shared")
 _MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # older spellings W&B still accepts
 
 
-def wandb_api_key_configured(base_url: str | None = None) -> bool:
+def wandb_api_key_configured() -> bool:
     """Whether W&B would find credentials without prompting: ``WANDB_API_KEY``, an identity
     token file, or a netrc entry for the W&B host (what ``wandb login`` writes)."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    host = urlsplit(base_url or os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
     if not host:
         return False
     default = Path.home() / ("_netrc" if os.name == "nt" else ".netrc")
@@ -67,21 +67,17 @@ def resolve_wandb_mode(mode: str | None) -> str:
 
 def hydra_job() -> dict[str, Any]:
     """What the W&B names come from: multirun or not, job number, overrides, run and sweep folders."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     if not HydraConfig.initialized():
         return {"multirun": False}
     hc = HydraConfig.get()
-    job = hc.get("job") or {}
-    multirun = hc.get("mode") == RunMode.MULTIRUN
-    sweep_dir = (hc.get("sweep") or {}).get("dir") if multirun else None
-    own = list((hc.get("overrides") or {}).get("task") or [])
+    multirun = hc.mode == RunMode.MULTIRUN
+    sweep_dir = hc.sweep.get("dir") if multirun else None
+    own = list(hc.overrides.task)
     return {
         "multirun": multirun,
-        "num": job.get("num"),
-        "overrides": ",".join(_swept(own, sweep_dir)) if sweep_dir else job.get("override_dirname") or "",
-        "run_dir": (hc.get("runtime") or {}).get("output_dir"),
+        "num": hc.job.get("num"),
+        "overrides": ",".join(_swept(own, sweep_dir)) if sweep_dir else hc.job.get("override_dirname") or "",
+        "run_dir": hc.runtime.get("output_dir"),
         "sweep_dir": sweep_dir,
     }
 
@@ -126,8 +122,6 @@ def wandb_logger(
     **kwargs: Any,
 ) -> Any:
     """Lightning's WandbLogger with the mode and names resolved as described in the module docstring."""
-    from lightning.pytorch.loggers import WandbLogger
-
     mode = resolve_wandb_mode(mode)
     name, group = wandb_run_names(job_type, name, group)
     if mode != "online" and log_model:
@@ -155,8 +149,6 @@ def finish_wandb(exit_code: int = 0) -> None:
 
 
 class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that an existing metrics.csv is continued, never deleted."""
-
     def _check_log_dir_exists(self) -> None:
         """Lightning deletes metrics.csv here; instead go on with its columns (new ones rewrite the header)."""
         if self._fs.isfile(self.metrics_file_path):

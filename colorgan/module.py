@@ -34,11 +34,8 @@ class NonFiniteLossError(RuntimeError):
 class LinearDecay:
     """pix2pix's schedule, counted in batches: constant lr until ``decay_start``, then linear decay.
 
-    Two differences from pix2pix's ``1 - max(0, e + 1 - n) / (n_decay + 1)`` per epoch ``e``:
-    it is stepped per batch, which gives the same curve for long runs and a real decay for short
-    ones (a one-epoch run anneals over its second half instead of ending at the full rate); and the
-    first decayed batch still has the full rate, the last ``1 / (total - decay_start)`` (pix2pix:
-    ``1 - 1 / (n_decay + 1)`` in its first decayed epoch, ``1 / (n_decay + 1)`` in its last).
+    pix2pix steps it per epoch; per batch gives the same curve for long runs and a real decay for
+    short ones (a one-epoch run anneals over its second half instead of ending at the full rate).
     """
 
     def __init__(self, decay_start: int, total: int) -> None:
@@ -53,11 +50,10 @@ class LinearDecay:
 class ColorizationModule(LightningModule):
     """Generator (L -> ab) and, when ``discriminator`` is given, a conditional PatchGAN.
 
-    Per batch: ``fake = G(L)`` once; a D step on (L, ab) against (L, fake.detach()); then a G step
-    on ``lambda_gan * gan + lambda_l1 * recon(fake, ab)``. Without a discriminator (pretraining,
-    ``model/discriminator=none``) the stage is plain L1 (or L2) regression. Lightning's global_step
-    counts optimizer steps, i.e. two per batch in the GAN stage. Sample grids, speed and checkpoints
-    are callbacks (colorgan/callbacks.py); validation_step returns the pictures the grid shows.
+    Per batch, pix2pix's ``optimize_parameters``: ``fake = G(L)`` once, a D step, then a G step.
+    Without a discriminator (pretraining, ``model/discriminator=none``) the stage is plain L1 (or L2)
+    regression. Lightning's global_step counts optimizer steps, i.e. two per batch in the GAN stage.
+    Sample grids, speed and checkpoints are callbacks (colorgan/callbacks.py).
     """
 
     def __init__(
@@ -102,9 +98,7 @@ class ColorizationModule(LightningModule):
         self.bad_steps_in_a_row = 0
         self.batchnorm_before_step = {"generator": BatchNormSnapshot(), "discriminator": BatchNormSnapshot()}
 
-    # ----------------------------------------------------------------- set-up
     def networks(self) -> dict[str, torch.nn.Module]:
-        """The networks this stage trains: the generator, and the discriminator when there is one."""
         nets = {"generator": self.generator, "discriminator": self.discriminator}
         return {name: net for name, net in nets.items() if net is not None}
 
@@ -113,14 +107,13 @@ class ColorizationModule(LightningModule):
             load_generator_weights(self.generator, self.hparams.init_from)
             log.info("generator initialised from %s", self.hparams.init_from)
             if self.generator_ema is not None:
-                self.generator_ema.copy_from(self.generator)  # a resume then restores the saved average
-        for net in self.networks().values():
-            if self.hparams.channels_last:  # NHWC: faster convolutions with oneDNN and cuDNN
-                net.to(memory_format=torch.channels_last)
-            if self.hparams.compile and stage == "fit":
+                # the average restarts at the loaded weights; a resume then restores the saved one
+                self.generator_ema = GeneratorEMA(self.generator, self.hparams.ema_decay)
+        if self.hparams.channels_last:  # NHWC: faster convolutions with oneDNN and cuDNN
+            self.to(memory_format=torch.channels_last)
+        if self.hparams.compile and stage == "fit":
+            for net in self.networks().values():
                 net.compile()  # in place: parameter names, and so checkpoints, stay the same
-        if self.generator_ema is not None and self.hparams.channels_last:
-            self.generator_ema.to(memory_format=torch.channels_last)
 
     def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
@@ -153,10 +146,9 @@ class ColorizationModule(LightningModule):
             # is not saved, so a resume follows this run's length (pix2pix's --continue_train).
             return rule(batch)
 
-        names = ["lr/generator", "lr/discriminator"]
         schedulers = [
             {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor), "name": name}
-            for opt, name in zip(optimizers, names)
+            for opt, name in zip(optimizers, ["lr/generator", "lr/discriminator"])
         ]
         return optimizers, schedulers
 
@@ -191,10 +183,7 @@ class ColorizationModule(LightningModule):
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
         return int(total), total / epochs
 
-    # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """pix2pix's ``optimize_parameters``: G(L) once; a D step on real pairs against the detached
-        fakes; a G step on ``lambda_gan * adversarial + lambda_l1 * reconstruction``. Then the schedules."""
         L, ab = self._memory_format(batch["L"]), self._memory_format(batch["ab"])
         optimizers = self.optimizers()
         opt_g, opt_d = optimizers if isinstance(optimizers, list) else (optimizers, None)
@@ -265,7 +254,6 @@ class ColorizationModule(LightningModule):
         if self.hparams.gradient_clip_val:
             self.clip_gradients(optimizer, self.hparams.gradient_clip_val, "norm")
 
-    # ------------------------------------------------------------- validation
     def on_validation_model_eval(self) -> None:
         super().on_validation_model_eval()
         set_stochastic_inference(self.colorizer, self.hparams.stochastic_inference)  # as evaluate.py and colorize

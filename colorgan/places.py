@@ -10,35 +10,21 @@ class OutputPlaceError(ValueError):
     """An output path that cannot be written: something other than a folder in the way, or no write access."""
 
 
-def _nearest_existing(path: Path) -> Path:
-    """``path`` or its closest ancestor that exists (a dangling symlink counts: it is in the way)."""
-    for candidate in (path, *path.parents):
-        if candidate.exists() or candidate.is_symlink():
-            return candidate
-    return Path.cwd()
-
-
-def _write_error(folder: Path) -> OSError | None:
-    """Why a file cannot be created in ``folder``, found by creating a nameless temporary one.
-
-    Permission bits do not tell: root ignores them, and read-only mounts refuse even root.
-    """
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return None
-    except OSError as err:
-        return err
-
-
 def folder_problem(folder: Path) -> str | None:
-    """Why files cannot be written into ``folder`` (created with its parents if missing), or None."""
-    existing = _nearest_existing(folder)
+    """Why files cannot be written into ``folder`` (created with its parents if missing), or None.
+
+    The nearest existing folder is tried by creating a nameless temporary file in it: permission
+    bits do not tell (root ignores them, and read-only mounts refuse even root). A dangling symlink
+    on the way counts as existing: it is in the way.
+    """
+    existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), Path.cwd())
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
-    error = _write_error(existing)
-    if error is not None:
-        return f"cannot write in {existing} ({error.strerror or error})"
-    return None
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            return None
+    except OSError as err:
+        return f"cannot write in {existing} ({err.strerror or err})"
 
 
 def check_output_folder(folder: Path, option: str = "--out") -> None:

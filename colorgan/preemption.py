@@ -20,26 +20,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 log = logging.getLogger(__name__)
 
 
-def _last_keeper(trainer: Trainer) -> ModelCheckpoint | None:
-    """The checkpoint callback that writes ``last.ckpt`` (``save_last``), else the first one."""
-    callbacks = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
-    return next((cb for cb in callbacks if cb.save_last), callbacks[0] if callbacks else None)
-
-
-def last_checkpoint_path(trainer: Trainer) -> Path:
-    """The ``last.ckpt`` the checkpoint callbacks keep, so a resume finds one file either way."""
-    callback = _last_keeper(trainer)
-    if callback is not None and callback.dirpath:
-        return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-
-
 class CheckpointOnSigterm(Callback):
-    """Save ``last.ckpt`` when the run ends because of SIGTERM; the process then exits with 0.
-
-    Also saves when SIGTERM was received but another error ended the run first (e.g. a loader
-    worker killed by the same signal), since the loop was between batches either way.
-    """
+    """Save ``last.ckpt`` on SIGTERM, also when another error ended the run first (e.g. a loader worker
+    killed by the same signal): the loop was between batches either way."""
 
     def __init__(self) -> None:
         self.saved: dict[str, Any] | None = None
@@ -47,11 +30,16 @@ class CheckpointOnSigterm(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not (isinstance(exception, SIGTERMException) or trainer.received_sigterm) or trainer.sanity_checking:
             return
-        path = last_checkpoint_path(trainer)
+        # the callback that keeps last.ckpt (save_last), so a resume finds one file either way
+        keepers = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
+        keeper = next((cb for cb in keepers if cb.save_last), keepers[0] if keepers else None)
+        if keeper is not None and keeper.dirpath:
+            path = Path(keeper.dirpath) / f"{keeper.CHECKPOINT_NAME_LAST}{keeper.FILE_EXTENSION}"
+        else:
+            path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
         trainer.save_checkpoint(path)  # through the trainer's CheckpointIO: atomic
-        callback = _last_keeper(trainer)
-        if callback is not None:
-            callback.last_model_path = str(path)  # the summary's last_checkpoint
+        if keeper is not None:
+            keeper.last_model_path = str(path)  # the summary's last_checkpoint
         self.saved = {"checkpoint": str(path), "epoch": trainer.current_epoch, "global_step": trainer.global_step}
         log.warning(
             "SIGTERM: saved %s at epoch %d, step %d; resume with ckpt_path=%s",

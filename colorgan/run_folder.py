@@ -3,11 +3,9 @@ failed attempt that never started its work undone.
 
 Hydra writes ``.hydra/{config,hydra,overrides}.yaml`` into the run folder before the task runs, so
 resuming (``hydra.run.dir=<run> ckpt_path=last``) would overwrite the config of the run it continues.
-``KeepAttempts``, a Hydra callback (``conf/hydra/default.yaml``), first moves them to
-``.hydra/attempt_<k>/`` (k = 1 for the first attempt). When the attempt then fails before its work
-starts (a config, data or checkpoint mistake), ``settle_failed_attempt`` puts the folder back: a
-folder this attempt created is removed; in an existing one, what the attempt added is removed and
-the previous config goes back to ``.hydra/``.
+``KeepAttempts`` (a Hydra callback, ``conf/hydra/default.yaml``) first moves them to
+``.hydra/attempt_<k>/``. When the attempt then fails before its work starts (a config, data or
+checkpoint mistake), ``settle_failed_attempt`` puts the folder back as it was.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from colorgan.failures import exit_with_message, show_traceback
 from colorgan.places import folder_problem
 
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
@@ -57,13 +56,6 @@ class Attempt:
 _attempt: Attempt | None = None
 
 
-def _outermost_missing(path: Path) -> Path | None:
-    missing = None
-    while not path.exists() and path != path.parent:
-        missing, path = path, path.parent
-    return missing
-
-
 def archive_hydra_config(hydra_dir: Path) -> Path | None:
     """Move the previous attempt's Hydra files to ``hydra_dir/attempt_<k>/``; None when there are none."""
     present = [hydra_dir / name for name in HYDRA_FILES if (hydra_dir / name).is_file()]
@@ -75,17 +67,6 @@ def archive_hydra_config(hydra_dir: Path) -> Path | None:
     for file in present:
         os.replace(file, target / file.name)
     return target
-
-
-def start_attempt(run_dir: Path, hydra_dir: Path) -> Attempt:
-    """Record the folder as it is now and move the previous attempt's Hydra config aside."""
-    return Attempt(
-        run_dir=run_dir,
-        hydra_dir=hydra_dir,
-        created_from=_outermost_missing(run_dir),
-        entries_before=frozenset(os.listdir(run_dir)) if run_dir.is_dir() else frozenset(),
-        archived=archive_hydra_config(hydra_dir),
-    )
 
 
 class KeepAttempts(Callback):
@@ -101,12 +82,17 @@ class KeepAttempts(Callback):
         try:
             check_writable(run_dir, "hydra.run.dir")
         except OutputNotWritableError as err:
-            from colorgan.failures import exit_with_message, show_traceback
-
             if show_traceback(config):
                 raise
             exit_with_message(err)
-        _attempt = start_attempt(run_dir, run_dir / str(subdir))
+        hydra_dir = run_dir / str(subdir)
+        _attempt = Attempt(
+            run_dir=run_dir,
+            hydra_dir=hydra_dir,
+            created_from=next((p for p in (*reversed(run_dir.parents), run_dir) if not p.exists()), None),
+            entries_before=frozenset(os.listdir(run_dir)) if run_dir.is_dir() else frozenset(),
+            archived=archive_hydra_config(hydra_dir),
+        )
 
 
 def mark_work_started() -> None:

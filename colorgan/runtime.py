@@ -24,7 +24,6 @@ from colorgan.io import write_text_atomic
 log = logging.getLogger(__name__)
 
 
-# ------------------------------------------------------------------------------------- the device
 class DeviceUnavailable(ValueError):
     """A device was asked for that this machine does not have."""
 
@@ -39,7 +38,6 @@ def pick_device(name: str = "auto", key: str = "--device") -> torch.device:
     return device
 
 
-# ---------------------------------------------------------------------------------- the allocator
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 THRESHOLD_BYTES = 1 << 30
@@ -67,7 +65,6 @@ def keep_freed_memory() -> bool:
     return applied
 
 
-# ---------------------------------------------------------------------------------- the precision
 # ``trainer.precision=auto`` is the faster of fp32 and bf16-mixed on the machine in use, measured.
 #
 # A CPU flag says only that bf16 *can* run natively, not that it is faster: on the AMD EPYC (Zen 4)
@@ -79,11 +76,9 @@ def keep_freed_memory() -> bool:
 # second in all, and takes bf16-mixed only when it is clearly faster (``BF16_MIN_SPEEDUP``). Without
 # avx512_bf16 or amx_bf16 bf16 is emulated and slow, so fp32 is chosen with nothing timed.
 #
-# The figures are cached per machine (CPU model, a hash of its flags, torch version and thread count)
-# in ``$COLORGAN_CACHE_DIR/precision.json`` (default ``~/.cache/colorgan``; an unwritable cache is
-# skipped) and logged with the choice. ``COLORGAN_PRECISION_REMEASURE=1`` measures again. On a GPU
-# ``auto`` is bf16-mixed where the GPU supports bf16, else 32-true. The Lab conversion and the losses
-# stay float32 either way.
+# The figures are cached per machine in ``$COLORGAN_CACHE_DIR/precision.json`` (default
+# ``~/.cache/colorgan``) and logged with the choice. On a GPU ``auto`` is bf16-mixed where the GPU
+# supports bf16, else 32-true. The Lab conversion and the losses stay float32 either way.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 CACHE_DIR_ENV = "COLORGAN_CACHE_DIR"
 REMEASURE_ENV = "COLORGAN_PRECISION_REMEASURE"
@@ -95,7 +90,6 @@ CANDIDATES = (
     ("bf16-mixed", "bf16-mixed", False),
     ("bf16-mixed+channels_last", "bf16-mixed", True),
 )
-Timer = Callable[[list[str]], dict[str, float]]  # candidate names -> seconds per forward + backward pass
 
 
 @dataclass
@@ -113,7 +107,6 @@ class PrecisionChoice:
         return dict(self.__dict__)
 
 
-# ---------------------------------------------------------------------------------------- the CPU
 def read_cpuinfo(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[str]]:
     """(model name, flags) of the first CPU listed; ("", {}) where there is no /proc/cpuinfo."""
     try:
@@ -130,13 +123,6 @@ def read_cpuinfo(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[
     return model, flags
 
 
-def machine_key(model: str, flags: frozenset[str]) -> str:
-    """What the cached figures belong to: CPU model, its flags, torch version and thread count."""
-    digest = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:12]
-    return f"{model or 'unknown CPU'} | flags {digest} | torch {torch.__version__} | {torch.get_num_threads()} threads"
-
-
-# ----------------------------------------------------------------------------------- the timing
 def _probe_stack() -> torch.nn.Module:
     """The U-Net's middle layers in small: two stride-2 4 x 4 convolutions down, two transposed up."""
     nn = torch.nn
@@ -156,21 +142,16 @@ def _probe_stack() -> torch.nn.Module:
     )
 
 
+@torch.random.fork_rng(devices=[])  # leaves the run's seeded RNG state as it was
 def time_candidates(names: list[str], rounds: int = 3, batch: int = 8, side: int = 32) -> dict[str, float]:
     """Seconds per forward + backward pass of ``_probe_stack`` for each candidate: the best of ``rounds``
     interleaved rounds after one untimed pass each (about 6 GFLOP a pass; ~1 s in all on 2 cores)."""
-    with torch.random.fork_rng(devices=[]):  # leaves the run's seeded RNG state as it was
-        return _time_candidates(names, rounds, batch, side)
-
-
-def _time_candidates(names: list[str], rounds: int, batch: int, side: int) -> dict[str, float]:
     spec = {name: (precision, channels_last) for name, precision, channels_last in CANDIDATES}
     torch.manual_seed(0)
     x0 = torch.randn(batch, 64, side, side)
     nets, inputs = {}, {}
     for name in names:
-        _, channels_last = spec[name]
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        fmt = torch.channels_last if spec[name][1] else torch.contiguous_format
         torch.manual_seed(0)
         nets[name] = _probe_stack().to(memory_format=fmt)
         inputs[name] = x0.contiguous(memory_format=fmt)
@@ -222,7 +203,6 @@ def decide(seconds: dict[str, float], channels_last: bool | None = None) -> tupl
     return "32-true", f"{figures} (< {BF16_MIN_SPEEDUP:.2f}x needed for bf16)"
 
 
-# ------------------------------------------------------------------------------------ the cache
 def cache_path() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "colorgan").expanduser() / "precision.json"
 
@@ -243,10 +223,9 @@ def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
         log.debug("precision cache %s not written: %s", path, err)
 
 
-# ------------------------------------------------------------------------------------ the choice
 def choose_cpu_precision(
     channels_last: bool | None = None,
-    timer: Timer | None = None,
+    timer: Callable[[list[str]], dict[str, float]] | None = None,
     cpuinfo: Path = Path("/proc/cpuinfo"),
     cache: Path | None = None,
     remeasure: bool | None = None,
@@ -259,7 +238,9 @@ def choose_cpu_precision(
     model, flags = read_cpuinfo(cpuinfo)
     if not any(flag in flags for flag in NATIVE_BF16_FLAGS):
         return PrecisionChoice("32-true", "the CPU has no native bf16 (avx512_bf16, amx_bf16): fp32", "no native bf16")
-    key = machine_key(model, flags)
+    # what the cached figures belong to: CPU model, its flags, torch version and thread count
+    digest = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:12]
+    key = f"{model or 'unknown CPU'} | flags {digest} | torch {torch.__version__} | {torch.get_num_threads()} threads"
     path = cache or cache_path()
     if remeasure is None:
         remeasure = os.environ.get(REMEASURE_ENV, "") not in ("", "0")

@@ -18,7 +18,6 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from colorgan.callbacks import batches_completed
 from colorgan.checkpoint import AtomicCheckpointIO, check_resume_checkpoint, resolve_resume_path
 from colorgan.config_checks import check_config
 from colorgan.module import ColorizationModule
@@ -32,6 +31,11 @@ class NoStepTakenError(RuntimeError):
     """Training ran batches but skipped every optimizer step: the weights are the untrained ones."""
 
 
+def batches_completed(trainer: Trainer) -> int:
+    """Training batches of the fit so far, resumes included, each counted once all its hooks have run."""
+    return trainer.fit_loop.epoch_loop.batch_progress.total.completed
+
+
 class _TrainingProgress(Callback):
     """Where this fit started (after any resume), and the moment work starts in the run folder."""
 
@@ -42,27 +46,12 @@ class _TrainingProgress(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: Any) -> None:
         mark_work_started()  # from here a failure keeps the folder: it may hold this run's checkpoints
         self.start_step = trainer.global_step
-        self.start_batches = _batches_done(trainer)
-
-
-def _batches_done(trainer: Trainer) -> int:
-    return batches_completed(trainer)
+        self.start_batches = batches_completed(trainer)
 
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:
     """Instantiate every entry with a ``_target_`` in a callbacks/logger config group."""
-    if not cfg:
-        return []
-    return [
-        hydra.utils.instantiate(entry)
-        for entry in cfg.values()
-        if isinstance(entry, DictConfig) and "_target_" in entry
-    ]
-
-
-def build_module(cfg: DictConfig) -> ColorizationModule:
-    """``model._target_`` built from ``model``; G and D settings arrive as plain dicts, as checkpoints save them."""
-    return hydra.utils.instantiate(cfg.model, _convert_="all")
+    return [hydra.utils.instantiate(e) for e in (cfg or {}).values() if isinstance(e, DictConfig) and "_target_" in e]
 
 
 def output_places(cfg: DictConfig) -> dict[str, Path]:
@@ -88,12 +77,6 @@ def checkpoint_dirs(cfg: DictConfig) -> list[Path]:
     return list(dirs) or [Path(cfg.paths.output_dir) / "checkpoints"]
 
 
-def resume_path(cfg: DictConfig) -> str | None:
-    """``cfg.ckpt_path`` with ``last`` / ``last_or_new`` resolved in this run folder (see resolve_resume_path)."""
-    runs_dir = Path(cfg.paths.log_dir) / str(cfg.get("task_name", "train")) / "runs"
-    return resolve_resume_path(cfg.get("ckpt_path"), checkpoint_dirs(cfg), Path(cfg.paths.output_dir), runs_dir)
-
-
 def build(cfg: DictConfig, resume_from: str | None = None) -> tuple[LightningDataModule, ColorizationModule, Trainer]:
     """Everything ``train`` needs, built from one config; tests use it to drive steps directly.
 
@@ -104,7 +87,8 @@ def build(cfg: DictConfig, resume_from: str | None = None) -> tuple[LightningDat
     if cfg.get("seed") is not None:
         seed_everything(cfg.seed, workers=True)
     datamodule: LightningDataModule = hydra.utils.instantiate(cfg.data)
-    model = build_module(cfg)
+    # G and D settings arrive as plain dicts, as checkpoints save them
+    model: ColorizationModule = hydra.utils.instantiate(cfg.model, _convert_="all")
     if resume_from:
         check_resume_checkpoint(resume_from, model)
     callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
@@ -131,8 +115,6 @@ def _last_checkpoint(trainer: Trainer) -> str | None:
 
 
 def _write_summary(trainer: Trainer, output_dir: Path, seconds: float) -> dict[str, Any]:
-    checkpoint = trainer.checkpoint_callback
-    last = _last_checkpoint(trainer)
     speed = next((cb for cb in trainer.callbacks if hasattr(cb, "last_images_per_sec")), None)
     summary = {
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
@@ -140,23 +122,23 @@ def _write_summary(trainer: Trainer, output_dir: Path, seconds: float) -> dict[s
         "wall_time_s": round(seconds, 1),
         "train_images_per_sec": getattr(speed, "last_images_per_sec", None),
         "last_train_epoch_s": getattr(speed, "last_epoch_seconds", None),
-        "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
-        "last_checkpoint": last,
+        "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", None) or None,
+        "last_checkpoint": _last_checkpoint(trainer),
     }
     for source in (trainer.datamodule, *trainer.callbacks):  # e.g. skipped images, pre-emption
         fields = getattr(source, "summary_fields", None)
         if callable(fields):
             summary.update(fields())
     if trainer.is_global_zero:
-        path = output_dir / "summary.json"
-        path.write_text(json.dumps(summary, indent=2))
-        log.info("run summary: %s", json.dumps(summary, indent=2))
+        text = json.dumps(summary, indent=2)
+        (output_dir / "summary.json").write_text(text)
+        log.info("run summary: %s", text)
     return summary
 
 
 def check_steps_taken(trainer: Trainer, progress: _TrainingProgress) -> None:
     """A fit that ran batches but never stepped must not end as a success with an untrained checkpoint."""
-    batches = _batches_done(trainer) - progress.start_batches
+    batches = batches_completed(trainer) - progress.start_batches
     if batches > 0 and trainer.global_step == progress.start_step:
         last = _last_checkpoint(trainer)
         saved = f"; {last} holds the weights it started with" if last else ""
@@ -171,7 +153,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the model described by ``cfg`` and return the run summary (metrics, checkpoints, speed)."""
     keep_freed_memory()
     check_config(cfg)  # config mistakes first, then where to resume from
-    resume_from = resume_path(cfg)
+    runs_dir = Path(cfg.paths.log_dir) / str(cfg.get("task_name", "train")) / "runs"
+    resume_from = resolve_resume_path(cfg.get("ckpt_path"), checkpoint_dirs(cfg), Path(cfg.paths.output_dir), runs_dir)
     datamodule, model, trainer = build(cfg, resume_from)
     progress = _TrainingProgress()
     trainer.callbacks.append(progress)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from colorgan.color import to_uint8
-
-
-def _to_hwc(rgb: torch.Tensor) -> np.ndarray:
-    return to_uint8(rgb.detach().cpu()).permute(1, 2, 0).numpy()
 
 
 def fit_title(draw: ImageDraw.ImageDraw, title: str, width: int) -> str:
@@ -36,6 +31,7 @@ def make_grid(columns: list[tuple[str, torch.Tensor]], min_tile: int = 128, pad:
         x = pad + c * (tw + pad)
         draw.text((x + 2, 2), fit_title(draw, title, tw - 4), fill="black")
         for r in range(n):
-            tile = Image.fromarray(_to_hwc(images[r])).resize((tw, th), Image.Resampling.NEAREST)
+            hwc = to_uint8(images[r].detach().cpu()).permute(1, 2, 0).numpy()
+            tile = Image.fromarray(hwc).resize((tw, th), Image.Resampling.NEAREST)
             grid.paste(tile, (x, header + pad + r * (th + pad)))
     return grid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,25 +33,29 @@ def _download_with_torchvision(folder: Path) -> None:
             np.savez(tmp, images=np.asarray(ds.data, dtype=np.uint8), labels=np.asarray(ds.targets, dtype=np.int64))
 
 
+def download_or_explain(name: str, folder: Path, download: bool, fixes: str, fetch: Callable[[], None]) -> None:
+    """Run ``fetch`` to put data set ``name`` in ``folder``; not allowed or failed, say ``fixes``."""
+    if not download:
+        raise DataNotFoundError(f"{name} not found in {folder} and data.download=false. {fixes}")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fetch()
+    except Exception as err:  # network, SSL and archive errors all leave the user with the same fix
+        raise DataNotFoundError(
+            f"{name} not found in {folder} and the download failed ({type(err).__name__}: {err}). {fixes}"
+        ) from err
+
+
 def ensure_cifar10(data_dir: str | Path, download: bool = True) -> Path:
     """Return the folder holding ``train.npz`` and ``test.npz``, downloading them if allowed."""
     folder = cifar10_dir(data_dir)
-    if all((folder / f"{s}.npz").is_file() for s in SPLITS):
-        return folder
-    fixes = (
-        f"Fix: put train.npz and test.npz (arrays 'images' uint8 N x 32 x 32 x 3, 'labels' int64) in "
-        f"{folder}, or point paths.data_dir (or COLORGAN_DATA_DIR) at a folder whose cifar10/ holds them, "
-        "or run once with internet access so torchvision can download CIFAR-10"
-    )
-    if not download:
-        raise DataNotFoundError(f"CIFAR-10 not found in {folder} and data.download=false. {fixes}")
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        _download_with_torchvision(folder)
-    except Exception as err:  # network, SSL and archive errors all leave the user with the same fix
-        raise DataNotFoundError(
-            f"CIFAR-10 not found in {folder} and the download failed ({type(err).__name__}: {err}). {fixes}"
-        ) from err
+    if not all((folder / f"{s}.npz").is_file() for s in SPLITS):
+        fixes = (
+            f"Fix: put train.npz and test.npz (arrays 'images' uint8 N x 32 x 32 x 3, 'labels' int64) in "
+            f"{folder}, or point paths.data_dir (or COLORGAN_DATA_DIR) at a folder whose cifar10/ holds them, "
+            "or run once with internet access so torchvision can download CIFAR-10"
+        )
+        download_or_explain("CIFAR-10", folder, download, fixes, lambda: _download_with_torchvision(folder))
     return folder
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
-from colorgan.data.cifar10 import DataNotFoundError
+from colorgan.data.cifar10 import DataNotFoundError, download_or_explain
 from colorgan.data.datamodule import FolderDataModule
-
-log = logging.getLogger(__name__)
 
 # The folder each torchvision archive extracts to under its root (torchvision names it after the archive).
 EXTRACTED_FOLDERS = {"full": "imagenette2", "320px": "imagenette2-320", "160px": "imagenette2-160"}
@@ -19,18 +16,13 @@ def imagenette_dir(data_dir: str | Path) -> Path:
     return Path(data_dir).expanduser() / "imagenette"
 
 
-def _has_class_folders(folder: Path) -> bool:
-    """Whether ``folder/train`` exists and holds at least one class sub-folder (``train/<wnid>/``)."""
-    train = folder / "train"
-    return train.is_dir() and any(child.is_dir() for child in train.iterdir())
-
-
 def find_imagenette(data_dir: str | Path, size: str) -> Path | None:
     """The folder holding ``train/<wnid>/`` (and ``val/<wnid>/``): ``<data_dir>/imagenette`` itself when
     it is laid out so, else the folder torchvision extracted ``size`` to inside it; None when neither is."""
     folder = imagenette_dir(data_dir)
     for candidate in (folder, folder / EXTRACTED_FOLDERS[size]):
-        if _has_class_folders(candidate):
+        train = candidate / "train"
+        if train.is_dir() and any(child.is_dir() for child in train.iterdir()):  # train/<wnid>/
             return candidate
     return None
 
@@ -55,15 +47,7 @@ def ensure_imagenette(data_dir: str | Path, size: str = "320px", download: bool 
         "whose imagenette/ holds them, or run once with internet access and data.download=true so torchvision "
         f"downloads Imagenette ({size}) into {folder / EXTRACTED_FOLDERS[size]}"
     )
-    if not download:
-        raise DataNotFoundError(f"Imagenette not found in {folder} and data.download=false. {fixes}")
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        _download_with_torchvision(folder, size)
-    except Exception as err:  # network, SSL and archive errors all leave the user with the same fix
-        raise DataNotFoundError(
-            f"Imagenette not found in {folder} and the download failed ({type(err).__name__}: {err}). {fixes}"
-        ) from err
+    download_or_explain("Imagenette", folder, download, fixes, lambda: _download_with_torchvision(folder, size))
     found = find_imagenette(data_dir, size)
     if found is None:
         raise DataNotFoundError(f"the Imagenette download left no train/<wnid>/ folders under {folder}. {fixes}")

@@ -44,12 +44,7 @@ class BadImageError(ValueError):
 
 def find_images(root: str | Path) -> list[Path]:
     """All image files under ``root`` (recursive), sorted so splits are reproducible."""
-    root = Path(root)
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
-def _uint16_to_uint8_lut() -> np.ndarray:
-    return ((np.arange(65536, dtype=np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
@@ -66,7 +61,8 @@ def _to_8bit(im: Image.Image) -> Image.Image:
             arr = np.clip(arr, 0, 65535).astype(np.uint16)
         else:  # 32-bit "I" holding 8-bit data
             arr = (np.clip(arr, 0, 255) * 257).astype(np.uint16)
-        return Image.fromarray(_uint16_to_uint8_lut()[arr], mode="L")
+        lut = ((np.arange(65536, dtype=np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(lut[arr], mode="L")
     if im.mode == "F":
         arr = np.asarray(im, dtype=np.float32)
         scale = 1.0 if np.nanmax(arr, initial=0.0) <= 1.0 else 255.0
@@ -77,7 +73,7 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     if im.mode == "1":
         return im.convert("L")
     if im.mode == "P":
-        return im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+        return im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("LA", "PA", "RGBa", "La"):
         return im.convert("RGBA")
     return im.convert("RGB")  # CMYK, YCbCr, HSV, ...
@@ -137,11 +133,9 @@ def _too_many_pixels(im: Image.Image, scale: int) -> str:
 def decode_image(path: str | Path, max_side: int | None = None) -> DecodedImage:
     """Decode ``path`` to 8 bits per channel, upright per EXIF, first frame of animations.
 
-    Memory stays bounded for huge photos: a JPEG is decoded at a reduced draft scale (1/2 to 1/8)
-    when ``max_side`` allows it or when it would hold more than :data:`MAX_DECODED_PIXELS`; other
-    formats beyond that are refused. With ``max_side``, anything still larger is shrunk by an
-    integer factor straight after decoding, then resized to at most ``max_side``.
-    Every failure becomes :class:`BadImageError` naming the file.
+    Memory stays bounded for huge photos (:data:`MAX_DECODED_PIXELS`); with ``max_side``, a JPEG is
+    decoded at the draft scale that allows, and anything still larger is shrunk by an integer factor
+    straight after decoding. Every failure becomes :class:`BadImageError` naming the file.
     """
     path = Path(path)
     scale = 1

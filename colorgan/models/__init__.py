@@ -6,9 +6,11 @@ from typing import Any
 
 from torch import nn
 
-from colorgan.models.layers import set_stochastic_inference
-from colorgan.models.patchgan import PatchDiscriminator, patchgan_receptive_field
-from colorgan.models.resnet_unet import PretrainedWeightsUnavailable, ResNet18UNet
+from colorgan.models.layers import set_stochastic_inference as set_stochastic_inference
+from colorgan.models.patchgan import PatchDiscriminator
+from colorgan.models.patchgan import patchgan_receptive_field as patchgan_receptive_field
+from colorgan.models.resnet_unet import PretrainedWeightsUnavailable as PretrainedWeightsUnavailable
+from colorgan.models.resnet_unet import ResNet18UNet
 from colorgan.models.unet import UNetGenerator
 
 GENERATORS: dict[str, type[nn.Module]] = {"unet": UNetGenerator, "resnet18_unet": ResNet18UNet}
@@ -32,17 +34,3 @@ def build_generator(cfg: dict[str, Any]) -> nn.Module:
 
 def build_discriminator(cfg: dict[str, Any]) -> nn.Module:
     return _build("discriminator", DISCRIMINATORS, cfg)
-
-
-__all__ = [
-    "DISCRIMINATORS",
-    "GENERATORS",
-    "PatchDiscriminator",
-    "PretrainedWeightsUnavailable",
-    "ResNet18UNet",
-    "UNetGenerator",
-    "build_discriminator",
-    "build_generator",
-    "patchgan_receptive_field",
-    "set_stochastic_inference",
-]

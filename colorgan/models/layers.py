@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +17,6 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
-def norm_layer(norm: str, channels: int) -> nn.Module:
-    return NORMS[norm](channels)
-
-
 def init_pix2pix_weights(module: nn.Module, gain: float = 0.02) -> None:
     """pix2pix's 'normal' init: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
     for m in module.modules():
@@ -32,10 +27,6 @@ def init_pix2pix_weights(module: nn.Module, gain: float = 0.02) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
 
 
 class _ChannelsLastCat(torch.autograd.Function):
@@ -59,7 +50,7 @@ class _ChannelsLastCat(torch.autograd.Function):
 
 def cat_channels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Concatenate two maps on the channel axis, keeping channels-last layouts channels-last both ways."""
-    if _is_channels_last(a) or _is_channels_last(b):
+    if any(x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) for x in (a, b)):
         return _ChannelsLastCat.apply(a, b)
     return torch.cat((a, b), dim=1)
 
@@ -71,8 +62,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     e.g. a 1 x 1 input); the caller crops the output back to the returned (H, W).
     """
     h, w = x.shape[-2:]
-    ph = (multiple - h % multiple) % multiple
-    pw = (multiple - w % multiple) % multiple
+    ph, pw = -h % multiple, -w % multiple
     if ph or pw:
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate")
     return x, (h, w)
@@ -130,8 +120,3 @@ def set_stochastic_inference(net: nn.Module, stochastic: bool) -> nn.Module:
             if isinstance(module, STOCHASTIC_MODULES):
                 module.train()
     return net
-
-
-def unet_depth_for(image_size: int, max_depth: int = 8) -> int:
-    """Number of stride-2 levels: down to a 1 x 1 bottleneck, at most ``max_depth`` (pix2pix's 8)."""
-    return max(1, min(max_depth, int(math.log2(image_size))))

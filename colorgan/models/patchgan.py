@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from colorgan.models.layers import cat_channels, init_pix2pix_weights, norm_layer
+from colorgan.models.layers import NORMS, cat_channels, init_pix2pix_weights
 
 
 def patchgan_receptive_field(n_layers: int) -> int:
@@ -36,13 +36,12 @@ class PatchDiscriminator(nn.Module):
             stride = 2 if n < n_layers else 1
             layers += [
                 nn.Conv2d(channels, out, 4, stride, 1, bias=use_bias),
-                norm_layer(norm, out),
+                NORMS[norm](out),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             channels = out
         layers.append(nn.Conv2d(channels, 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)
-        self.receptive_field = patchgan_receptive_field(n_layers)
         init_pix2pix_weights(self)
 
     def forward(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:

@@ -11,11 +11,11 @@ from torch import nn
 
 from colorgan.io import UnreadableFile, hub_cache_file, load_torch_file
 from colorgan.models.layers import (
+    NORMS,
     NoiseChannels,
     cat_channels,
     crop_center,
     init_pix2pix_weights,
-    norm_layer,
     pad_to_multiple,
 )
 
@@ -54,10 +54,10 @@ class UpBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(in_ch + skip_ch, out_ch, 3, padding=1, bias=norm != "batch"),
-            norm_layer(norm, out_ch),
+            NORMS[norm](out_ch),
             nn.ReLU(inplace=True),
             nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=norm != "batch"),
-            norm_layer(norm, out_ch),
+            NORMS[norm](out_ch),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
         )
@@ -78,8 +78,6 @@ class ResNet18UNet(nn.Module):
     def __init__(
         self,
         image_size: int = 256,
-        in_channels: int = 1,
-        out_channels: int = 2,
         pretrained: bool = False,
         weights_path: str | None = None,
         norm: str = "batch",
@@ -93,13 +91,13 @@ class ResNet18UNet(nn.Module):
         self.noise_channels = noise_channels
         self.noise = NoiseChannels(noise_channels, noise)
         resnet = torchvision.models.resnet18(weights=None)
-        stem_in = in_channels + noise_channels
+        stem_in = 1 + noise_channels
         stem = nn.Conv2d(stem_in, 64, 7, 2, 3, bias=False)
         if pretrained:
             resnet.load_state_dict(load_imagenet_resnet18_state(weights_path))
             with torch.no_grad():
                 stem.weight.zero_()
-                stem.weight[:, :in_channels] = resnet.conv1.weight.sum(dim=1, keepdim=True) / in_channels
+                stem.weight[:, :1] = resnet.conv1.weight.sum(dim=1, keepdim=True)
         resnet.conv1 = stem
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu)  # /2, 64
         self.layer1 = nn.Sequential(resnet.maxpool, resnet.layer1)  # /4, 64
@@ -110,20 +108,16 @@ class ResNet18UNet(nn.Module):
         self.up2 = UpBlock(128, 64, 64, norm)
         self.up1 = UpBlock(64, 64, 64, norm)
         self.up0 = UpBlock(64, stem_in, 32, norm)
-        self.head = nn.Sequential(nn.Conv2d(32, out_channels, 1), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(32, 2, 1), nn.Tanh())
         for decoder_part in (self.up4, self.up3, self.up2, self.up1, self.up0, self.head):
             init_pix2pix_weights(decoder_part)
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        x0, size = pad_to_multiple(self.noise(L), 32)
-        s1 = self.stem(x0)
-        s2 = self.layer1(s1)
-        s3 = self.layer2(s2)
-        s4 = self.layer3(s3)
-        x = self.layer4(s4)
-        x = self.up4(x, s4)
-        x = self.up3(x, s3)
-        x = self.up2(x, s2)
-        x = self.up1(x, s1)
-        x = self.up0(x, x0)
+        x, size = pad_to_multiple(self.noise(L), 32)
+        skips = [x]
+        for stage in (self.stem, self.layer1, self.layer2, self.layer3):
+            skips.append(stage(skips[-1]))
+        x = self.layer4(skips[-1])
+        for up, skip in zip((self.up4, self.up3, self.up2, self.up1, self.up0), reversed(skips)):
+            x = up(x, skip)
         return crop_center(self.head(x), size)

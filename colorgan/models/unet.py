@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from colorgan.models.layers import (
+    NORMS,
     NoiseChannels,
     cat_channels,
     crop_center,
     init_pix2pix_weights,
-    norm_layer,
     pad_to_multiple,
-    unet_depth_for,
 )
 
 
 class UNetGenerator(nn.Module):
     """pix2pix's ``UnetGenerator``, written as explicit encoder/decoder lists.
 
-    Every level halves H and W with a 4 x 4 stride-2 convolution; channels grow
-    ``ngf, 2ngf, 4ngf, 8ngf, 8ngf, ...``. The depth follows from ``image_size`` (down to a
-    1 x 1 bottleneck, at most 8 levels as in ``unet_256``), so 32 x 32 CIFAR images get 5 levels.
-    Dropout 0.5 in the ``dropout_blocks`` decoder blocks just above the bottleneck is the
-    model's only noise, as in the paper. Inputs of any size are padded to a multiple of
-    ``2**depth`` and the output is cropped back.
+    The depth follows from ``image_size`` (down to a 1 x 1 bottleneck, at most 8 levels as in
+    ``unet_256``), so 32 x 32 CIFAR images get 5 levels. Dropout in the ``dropout_blocks`` decoder
+    blocks just above the bottleneck is the model's only noise, as in the paper. Inputs of any size
+    are padded to a multiple of ``2**depth`` and the output is cropped back.
     """
 
     def __init__(
         self,
         image_size: int = 256,
-        in_channels: int = 1,
-        out_channels: int = 2,
         ngf: int = 64,
         norm: str = "batch",
         dropout: float = 0.5,
@@ -41,40 +38,36 @@ class UNetGenerator(nn.Module):
         noise: str = "pixel",
     ) -> None:
         super().__init__()
-        self.depth = depth if depth is not None else unet_depth_for(image_size)
+        self.depth = depth if depth is not None else max(1, min(8, int(math.log2(image_size))))
         self.noise_channels = noise_channels
         self.noise = NoiseChannels(noise_channels, noise)
         use_bias = norm != "batch"
         channels = [min(ngf * 2**i, ngf * 8) for i in range(self.depth)]
 
-        encoders: list[nn.Module] = [nn.Conv2d(in_channels + noise_channels, channels[0], 4, 2, 1, bias=use_bias)]
-        for i in range(1, self.depth):
-            innermost = i == self.depth - 1
-            encoders.append(
-                nn.Sequential(
-                    nn.LeakyReLU(0.2, inplace=True),
-                    nn.Conv2d(channels[i - 1], channels[i], 4, 2, 1, bias=use_bias),
-                    nn.Identity() if innermost else norm_layer(norm, channels[i]),
-                )
-            )
-
+        encoders: list[nn.Module] = [nn.Conv2d(1 + noise_channels, channels[0], 4, 2, 1, bias=use_bias)]
         decoders: list[nn.Module] = [
             nn.Sequential(
                 nn.ReLU(inplace=True),
-                nn.ConvTranspose2d(channels[0] * (2 if self.depth > 1 else 1), out_channels, 4, 2, 1),
+                nn.ConvTranspose2d(channels[0] * (2 if self.depth > 1 else 1), 2, 4, 2, 1),
                 nn.Tanh(),
             )
         ]
         n_dropout = max(0, min(dropout_blocks, self.depth - 2))
         for i in range(1, self.depth):
             innermost = i == self.depth - 1
-            in_ch = channels[i] if innermost else channels[i] * 2
+            encoders.append(
+                nn.Sequential(
+                    nn.LeakyReLU(0.2, inplace=True),
+                    nn.Conv2d(channels[i - 1], channels[i], 4, 2, 1, bias=use_bias),
+                    nn.Identity() if innermost else NORMS[norm](channels[i]),
+                )
+            )
             with_dropout = dropout > 0 and (self.depth - 2 - n_dropout) < i < self.depth - 1
             decoders.append(
                 nn.Sequential(
                     nn.ReLU(inplace=True),
-                    nn.ConvTranspose2d(in_ch, channels[i - 1], 4, 2, 1, bias=use_bias),
-                    norm_layer(norm, channels[i - 1]),
+                    nn.ConvTranspose2d(channels[i] * (1 if innermost else 2), channels[i - 1], 4, 2, 1, bias=use_bias),
+                    NORMS[norm](channels[i - 1]),
                     nn.Dropout(dropout) if with_dropout else nn.Identity(),
                 )
             )
