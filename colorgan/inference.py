@@ -12,9 +12,8 @@ The generator learned colour at its training size, so it always runs at that siz
   on large crops.
 
 Either way the output is rendered by :func:`colorgan.color.render_uint8`, the one rendering that
-evaluation and validation score too: it keeps the input's L, and where the predicted colour does
-not exist at that lightness (out of the sRGB gamut) its chroma is reduced until it does. The
-full-resolution steps (Lab conversion, ab upsampling, gamut fitting) run in strips of
+evaluation and validation score too. The full-resolution steps (Lab conversion, ab upsampling,
+gamut fitting) run in strips of
 :data:`STRIP_PIXELS`, so full mode holds little more than the input and output images; tiles
 mode also keeps the full-resolution L and the blended ab with its weights (16 bytes per pixel).
 
@@ -24,8 +23,9 @@ image: give :func:`colorize_image` what :func:`colorgan.data.images.decode_image
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from colorgan.color import render_uint8, rgb_to_lab_normalized
+from colorgan.color import gray_ab_like, render_uint8, rgb_to_lab_normalized
 from colorgan.data.images import split_alpha
 
 MODES = ("full", "tiles")
@@ -42,6 +42,13 @@ BATCH_PIXELS = 1 << 18  # default tiles batch: this many pixels of windows (256 
 
 AbRows = Callable[[int, int], torch.Tensor]  # (r0, r1) -> normalised ab of rows r0:r1 at full resolution
 InputImage = Image.Image | np.ndarray
+
+
+class GrayBaseline(nn.Module):
+    """The colorizer every model must beat: it keeps L and predicts ab = 0, rendering the photo in gray."""
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return gray_ab_like(L)
 
 
 def default_batch_size(size: int, mode: str) -> int:
@@ -53,13 +60,17 @@ def default_batch_size(size: int, mode: str) -> int:
     return 8 if mode == "full" else max(8, BATCH_PIXELS // (size * size))
 
 
-def _batched(items: Sequence, n: int) -> Iterator[Sequence]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
+def batched(items: Iterable, n: int) -> Iterator[list]:
+    """Lists of ``n`` items (the last one shorter), read lazily: frames of a film as well as images."""
+    it = iter(items)
+    while batch := list(itertools.islice(it, n)):
+        yield batch
 
 
-def _strip_rows(width: int) -> int:
-    return max(1, STRIP_PIXELS // max(1, width))
+def _strips(height: int, width: int) -> Iterator[tuple[int, int]]:
+    """Row ranges ``(r0, r1)`` of about :data:`STRIP_PIXELS` pixels each."""
+    step = max(1, STRIP_PIXELS // max(1, width))
+    return ((r0, min(height, r0 + step)) for r0 in range(0, height, step))
 
 
 def _rgb_tensor(rgb: Image.Image) -> torch.Tensor:
@@ -69,12 +80,8 @@ def _rgb_tensor(rgb: Image.Image) -> torch.Tensor:
 
 def _lightness(rgb: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Normalised L of a (1, 3, H, W) uint8 image at full resolution, converted strip by strip."""
-    H, W = rgb.shape[-2:]
-    L = torch.empty((1, 1, H, W), device=device)
-    step = _strip_rows(W)
-    for r0 in range(0, H, step):
-        L[..., r0 : r0 + step, :] = rgb_to_lab_normalized(rgb[..., r0 : r0 + step, :].to(device))[0]
-    return L
+    strips = _strips(*rgb.shape[-2:])
+    return torch.cat([rgb_to_lab_normalized(rgb[..., r0:r1, :].to(device))[0] for r0, r1 in strips], dim=-2)
 
 
 def _render(rgb: Image.Image, alpha: Image.Image | None, ab_rows: AbRows, device: torch.device) -> Image.Image:
@@ -82,9 +89,7 @@ def _render(rgb: Image.Image, alpha: Image.Image | None, ab_rows: AbRows, device
     pixels = _rgb_tensor(rgb)
     H, W = pixels.shape[-2:]
     out = np.empty((H, W, 3), dtype=np.uint8)
-    step = _strip_rows(W)
-    for r0 in range(0, H, step):
-        r1 = min(H, r0 + step)
+    for r0, r1 in _strips(H, W):
         L = rgb_to_lab_normalized(pixels[..., r0:r1, :].to(device))[0]
         out[r0:r1] = render_uint8(L, ab_rows(r0, r1))[0].permute(1, 2, 0).cpu().numpy()
     image = Image.fromarray(out)
@@ -140,7 +145,7 @@ def _predict_tiles(
     acc = torch.zeros((1, 2, H, W), device=L.device)
     total = torch.zeros((1, 1, H, W), device=L.device)
     origins = [(y, x) for y in window_starts(H, th, stride) for x in window_starts(W, tw, stride)]
-    for chunk in _batched(origins, batch_size):
+    for chunk in batched(origins, batch_size):
         batch = torch.cat([L[..., y : y + th, x : x + tw] for y, x in chunk])
         for (y, x), ab in zip(chunk, model(batch)):
             acc[0, :, y : y + th, x : x + tw] += ab * weight
@@ -183,7 +188,7 @@ def colorize_images(
         return generator(L.to(dtype)).float()
 
     def full() -> Iterator[tuple[Image.Image, Image.Image | None, AbRows]]:
-        for chunk in _batched(images, batch_size):
+        for chunk in batched(images, batch_size):
             split = [split_alpha(image) for image in chunk]
             small = torch.cat([_rgb_tensor(rgb.resize((size, size), Image.Resampling.BILINEAR)) for rgb, _ in split])
             ab_small = model(rgb_to_lab_normalized(small.to(device))[0])
