@@ -11,11 +11,10 @@ The generator learned colour at its training size, so it always runs at that siz
   coloured at the scale the model was trained at, which suits large photos and models trained
   on large crops.
 
-Either way the output is rendered by :func:`colorgan.color.render_uint8`, the one rendering that
-evaluation and validation score too. The full-resolution steps (Lab conversion, ab upsampling,
-gamut fitting) run in strips of
-:data:`STRIP_PIXELS`, so full mode holds little more than the input and output images; tiles
-mode also keeps the full-resolution L and the blended ab with its weights (16 bytes per pixel).
+Either way the output is rendered by :func:`colorgan.color.render_uint8`, as evaluation and
+validation score it. The full-resolution steps run in strips of :data:`STRIP_PIXELS`, so full mode
+holds little more than the input and output images; tiles mode also keeps the full-resolution L
+and the blended ab with its weights (16 bytes per pixel).
 
 Every caller (``colorgan-colorize``, a Python script, a web demo) gets the same pixels for the same
 image: give :func:`colorize_image` what :func:`colorgan.data.images.decode_image` reads from a file.
@@ -68,12 +67,11 @@ def batched(items: Iterable, n: int) -> Iterator[list]:
 
 
 def _strips(height: int, width: int) -> Iterator[tuple[int, int]]:
-    """Row ranges ``(r0, r1)`` of about :data:`STRIP_PIXELS` pixels each."""
     step = max(1, STRIP_PIXELS // max(1, width))
     return ((r0, min(height, r0 + step)) for r0 in range(0, height, step))
 
 
-def _rgb_tensor(rgb: Image.Image) -> torch.Tensor:
+def rgb_tensor(rgb: Image.Image) -> torch.Tensor:
     """8-bit RGB PIL image -> (1, 3, H, W) uint8 tensor on the CPU."""
     return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
 
@@ -86,7 +84,7 @@ def _lightness(rgb: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _render(rgb: Image.Image, alpha: Image.Image | None, ab_rows: AbRows, device: torch.device) -> Image.Image:
     """Full-resolution L of ``rgb`` + ab (fetched strip by strip), with ``alpha`` re-attached."""
-    pixels = _rgb_tensor(rgb)
+    pixels = rgb_tensor(rgb)
     H, W = pixels.shape[-2:]
     out = np.empty((H, W, 3), dtype=np.uint8)
     for r0, r1 in _strips(H, W):
@@ -165,12 +163,9 @@ def colorize_images(
 ) -> list[Image.Image]:
     """Colorize several images (PIL images or H x W [x C] arrays, any mode and size) with ``generator``.
 
-    The generator runs on its own device and in its own dtype. ``size`` is the side the model
-    works at (its training size). ``mode="full"`` predicts every image at ``size x size`` in
-    batches of ``batch_size``; ``mode="tiles"`` runs ``size x size`` windows overlapping by
-    ``overlap`` (a fraction of ``size``) in batches of ``batch_size`` (default:
-    :func:`default_batch_size`). Outputs are 8-bit RGB of the input's size, RGBA when the input
-    has alpha (kept as it is, see :func:`colorgan.data.images.split_alpha`).
+    The generator runs on its own device and in its own dtype, at ``size`` (its training size);
+    ``batch_size`` counts images (full) or windows (tiles), ``overlap`` is a fraction of ``size``.
+    Outputs are 8-bit RGB of the input's size, RGBA when the input has alpha (kept as it is).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -190,7 +185,7 @@ def colorize_images(
     def full() -> Iterator[tuple[Image.Image, Image.Image | None, AbRows]]:
         for chunk in batched(images, batch_size):
             split = [split_alpha(image) for image in chunk]
-            small = torch.cat([_rgb_tensor(rgb.resize((size, size), Image.Resampling.BILINEAR)) for rgb, _ in split])
+            small = torch.cat([rgb_tensor(rgb.resize((size, size), Image.Resampling.BILINEAR)) for rgb, _ in split])
             ab_small = model(rgb_to_lab_normalized(small.to(device))[0])
             for j, (rgb, alpha) in enumerate(split):
                 yield rgb, alpha, _bilinear_rows(ab_small[j : j + 1], rgb.height, rgb.width)
@@ -198,7 +193,7 @@ def colorize_images(
     def tiles() -> Iterator[tuple[Image.Image, Image.Image | None, AbRows]]:
         for image in images:
             rgb, alpha = split_alpha(image)
-            ab = _predict_tiles(model, _lightness(_rgb_tensor(rgb), device), size, overlap, batch_size)
+            ab = _predict_tiles(model, _lightness(rgb_tensor(rgb), device), size, overlap, batch_size)
             yield rgb, alpha, lambda r0, r1, ab=ab: ab[..., r0:r1, :]
 
     return [_render(rgb, alpha, ab_rows, device) for rgb, alpha, ab_rows in (full() if mode == "full" else tiles())]

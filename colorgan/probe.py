@@ -128,8 +128,8 @@ def predict(net: ProbeNet, images: torch.Tensor, batch_size: int = 500) -> torch
     )
 
 
-def accuracy(net: ProbeNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
-    return (predict(net, images, batch_size) == labels).float().mean().item()
+def accuracy(net: ProbeNet, images: torch.Tensor, labels: torch.Tensor) -> float:
+    return (predict(net, images) == labels).float().mean().item()
 
 
 def train_probe(
@@ -235,21 +235,16 @@ def load_probe(path: str | Path, device: torch.device | str = "cpu") -> tuple[Pr
     return net.to(device).eval(), meta
 
 
-def check_writable(path: Path) -> None:
-    """Fail in a second, not after training, when the weights cannot be written where asked."""
-    problem = folder_problem(path.parent)
-    if problem:
-        raise ProbeError(
-            f"cannot write the probe weights to {path} ({problem}); set probe.weights_path to a "
-            "writable file (the data folder may be read-only)"
-        )
-
-
 def train_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Train on CIFAR-10's training set, score it on the test set in colour and gray, save it."""
     p = cfg.probe
     out = Path(p.weights_path).expanduser()
-    check_writable(out)
+    problem = folder_problem(out.parent)  # found in a second, not after training
+    if problem:
+        raise ProbeError(
+            f"cannot write the probe weights to {out} ({problem}); set probe.weights_path to a "
+            "writable file (the data folder may be read-only)"
+        )
     device = pick_device(p.device, key="probe.device")
     ensure_cifar10(cfg.paths.data_dir, p.get("download", True))
     train_x, train_y = load_cifar10_split(cfg.paths.data_dir, "train")

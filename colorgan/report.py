@@ -107,8 +107,7 @@ def plot_per_class(per_class: dict[str, Any], path: str | Path) -> Path:
 
 
 def render_markdown(report: dict[str, Any], plot_name: str | None) -> str:
-    """report.md: unreadable files skipped, results, metrics not computed and why, the probe, per-class
-    tables and the protocol."""
+    """report.md: what was scored and how, and what was left out and why."""
     parts = [
         "# Colorization evaluation",
         f"{report['num_images']} images ({report['split']}) of `{report['data']}`, scored in "

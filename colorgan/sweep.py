@@ -65,11 +65,8 @@ def parse_value(text: str) -> Any:
 
 
 def _read_overrides(folder: Path) -> dict[str, str]:
-    overrides: dict[str, str] = {}
-    for item in OmegaConf.load(folder / ".hydra" / "overrides.yaml") or []:
-        key, _, value = str(item).partition("=")
-        overrides[key.lstrip("+~")] = value
-    return overrides
+    items = (str(item).partition("=") for item in OmegaConf.load(folder / ".hydra" / "overrides.yaml") or [])
+    return {key.lstrip("+~"): value for key, _, value in items}
 
 
 def _job_number(folder: Path, fallback: int) -> int:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from colorgan.color import AB_SCALE, L_SCALE, render_uint8, rgb_to_lab_normalized
 from colorgan.data.images import BadImageError, decode_image
-from colorgan.inference import batched, colorize_images
+from colorgan.inference import batched, colorize_images, rgb_tensor
 from colorgan.io import replacing
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
@@ -98,8 +98,7 @@ class FlickerMeter:
 
 
 def _lab(frames: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
-    rgb = torch.from_numpy(np.stack([np.asarray(f, dtype=np.uint8) for f in frames])).permute(0, 3, 1, 2)
-    return rgb_to_lab_normalized(rgb)
+    return rgb_to_lab_normalized(torch.cat([rgb_tensor(f) for f in frames]))
 
 
 def colorize_video(
