@@ -195,10 +195,9 @@ def newest_last_checkpoint(folders: Iterable[Path]) -> Path | None:
 
 def _newest_other_run(runs_dir: Path | None, run_dir: Path) -> Path | None:
     """The run folder beside ``run_dir`` with the newest ``checkpoints/last*.ckpt``, for the hint."""
-    if runs_dir is None or not runs_dir.is_dir():
-        return None
-    found = [p for p in runs_dir.glob("*/checkpoints/last*.ckpt") if p.parent.parent.resolve() != run_dir.resolve()]
-    return max(found, key=lambda p: p.stat().st_mtime).parent.parent if found else None
+    others = [d / "checkpoints" for d in runs_dir.glob("*") if d.resolve() != run_dir.resolve()] if runs_dir else []
+    found = newest_last_checkpoint(others)
+    return found.parent.parent if found else None
 
 
 def resolve_resume_path(

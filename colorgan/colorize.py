@@ -87,12 +87,9 @@ def is_earlier_output(path: Path) -> bool:
 
 
 def collect_inputs(inputs: Iterable[str], out_dir: Path) -> Inputs:
-    """Expand files, folders (recursive) and globs into jobs; each source file appears once.
+    """Expand files, folders (recursive) and globs into jobs, each source file once, named as :data:`EPILOG` says.
 
-    A file is named by its own name, a folder's images by their path inside the folder, a glob's
-    matches by their path below the glob's fixed leading folders. Earlier outputs (see
-    :func:`is_earlier_output`) are counted, not queued, so re-running never colorizes outputs;
-    when ``out_dir`` lies inside an input folder, nothing under it is queued either.
+    Earlier outputs are counted, not queued, so re-running never colorizes outputs.
     """
     result = Inputs()
     seen: set[Path] = set()
@@ -156,13 +153,8 @@ def _candidate_names(relative: Path) -> Iterator[Path]:
 
 
 def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeOutputPath]:
-    """Output path of every job: ``<out>/<relative path>`` with the suffix ``.png``.
-
-    A name is free when no other job has it, it is no input, and nothing is there but an earlier
-    output (replaced); otherwise the next of :func:`_candidate_names` is tried. So no input and no
-    file colorize did not write is ever overwritten (``a.jpg`` and ``a.png`` -> ``a.png`` and
-    ``a_png.png``), and the same inputs get the same names on every run.
-    """
+    """Output path of every job: the first of :func:`_candidate_names` that no other job has, that is no
+    input, and where nothing but an earlier output lies, so no file colorize did not write is overwritten."""
     sources = {job.source.resolve() for job in jobs}
     taken: set[Path] = set()
     plan: dict[Job, Path | UnsafeOutputPath] = {}
@@ -312,9 +304,7 @@ def colorize_files(
 ) -> tuple[int, list[str]]:
     """Colorize each job into its planned path; returns (files written, one message per failure).
 
-    Full mode batches up to ``batch_size`` files (fewer when they hold many pixels); tiles mode
-    takes one file at a time and batches its windows. A file that cannot be read or written is
-    reported and skipped; the others are still done.
+    Full mode batches files (fewer when they hold many pixels), tiles mode the windows of one file.
     """
     written, failures = 0, []
     pending: list[tuple[Job, Image.Image]] = []
