@@ -24,8 +24,8 @@ from torch import nn
 
 from colorgan.checkpoint import CheckpointError, load_generator, read_generator_source
 from colorgan.io import replacing
-from colorgan.model_folder import ModelFolderError, save_model_folder
-from colorgan.places import OutputPlaceError, check_output_file, check_output_folder
+from colorgan.model_folder import save_model_folder
+from colorgan.places import check_output_file, check_output_folder
 
 FORMATS = ("onnx", "torchscript", "compact", "folder")
 EXAMPLE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt", "compact": "model.ckpt", "folder": "my-colorizer"}
@@ -210,49 +210,46 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Export --ckpt to --out; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.format == "folder":
-        return export_folder(args)
     try:
-        check_output_file(args.out, example=EXAMPLE_NAMES[args.format])
-        generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False, ema=not args.raw_weights)
-        if hparams.get("stochastic_inference") and not args.deterministic:
-            raise ExportError(
-                f"{args.ckpt} samples colours at inference (model.stochastic_inference=true: dropout and noise "
-                "stay random), which an exported file cannot reproduce or be verified against; pass "
-                "--deterministic to export its deterministic form (dropout off, z = 0)"
-            )
-        size = int((hparams.get("generator") or {}).get("image_size") or 32)
-        export_generator(
-            generator, args.out, args.format, describe(hparams, args.ckpt), None if args.no_verify else size
-        )
+        if args.format == "folder":
+            wrote = export_folder(args)
+        else:
+            check_output_file(args.out, example=EXAMPLE_NAMES[args.format])
+            generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False, ema=not args.raw_weights)
+            if hparams.get("stochastic_inference") and not args.deterministic:
+                raise ExportError(
+                    f"{args.ckpt} samples colours at inference (model.stochastic_inference=true: dropout and noise "
+                    "stay random), which an exported file cannot reproduce or be verified against; pass "
+                    "--deterministic to export its deterministic form (dropout off, z = 0)"
+                )
+            size = int((hparams.get("generator") or {}).get("image_size") or 32)
+            verify_size = None if args.no_verify else size
+            export_generator(generator, args.out, args.format, describe(hparams, args.ckpt), verify_size)
+            wrote = f"{args.format}; input {INPUT_NAME} (B, 1, H, W) -> output {OUTPUT_NAME} (B, 2, H, W)"
     except ImportError as err:
         print(f"colorgan-export: {err}; install the extras: pip install 'colorgan[export]'", file=sys.stderr)
         return 2
+    # ModelFolderError and OutputPlaceError are ValueErrors
     except (CheckpointError, ExportError, ValueError, RuntimeError, OSError) as err:
         print(f"colorgan-export: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({args.format}; input {INPUT_NAME} (B, 1, H, W) -> output {OUTPUT_NAME} (B, 2, H, W))")
+    print(f"wrote {args.out} ({wrote})")
     return 0
 
 
-def export_folder(args: argparse.Namespace) -> int:
+def export_folder(args: argparse.Namespace) -> str:
     """``--format folder``: write the model folder, then check it rebuilds the same generator, tensor for tensor."""
-    try:
-        check_output_folder(args.out)
-        ckpt = read_generator_source(args.ckpt)
-        averaged = not args.raw_weights and any(k.startswith("generator_ema.") for k in ckpt.get("state_dict", {}))
-        generator, hparams = load_generator(args.ckpt, "cpu", ema=not args.raw_weights)
-        metrics = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
-        weights = "the moving average of the generator's weights" if averaged else "the trained weights"
-        save_model_folder(generator, hparams, args.out, weights=weights, metrics=metrics, samples=args.samples)
-        rebuilt, _ = load_generator(args.out, "cpu")
-        if not all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), rebuilt.state_dict().values())):
-            raise ExportError(f"{args.out} does not rebuild the generator of {args.ckpt}")
-    except (CheckpointError, ModelFolderError, ExportError, OutputPlaceError, OSError, ValueError) as err:
-        print(f"colorgan-export: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out} (model.safetensors, config.json, README.md; {weights})")
-    return 0
+    check_output_folder(args.out)
+    ckpt = read_generator_source(args.ckpt)
+    averaged = not args.raw_weights and any(k.startswith("generator_ema.") for k in ckpt.get("state_dict", {}))
+    generator, hparams = load_generator(args.ckpt, "cpu", ema=not args.raw_weights)
+    metrics = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
+    weights = "the moving average of the generator's weights" if averaged else "the trained weights"
+    save_model_folder(generator, hparams, args.out, weights=weights, metrics=metrics, samples=args.samples)
+    rebuilt, _ = load_generator(args.out, "cpu")
+    if not all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), rebuilt.state_dict().values())):
+        raise ExportError(f"{args.out} does not rebuild the generator of {args.ckpt}")
+    return f"model.safetensors, config.json, README.md; {weights}"
 
 
 if __name__ == "__main__":
