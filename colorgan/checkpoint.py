@@ -63,15 +63,15 @@ def load_checkpoint(path: str | Path, map_location: Callable | str | torch.devic
 
 def _folder_message(folder: Path) -> str:
     """A folder given as a checkpoint: name the .ckpt files inside it, ``last.ckpt`` first."""
-    found = sorted(
-        {*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt"), *folder.glob("*/checkpoints/*.ckpt")},
-        key=lambda p: (len(p.parts), p.name != "last.ckpt", str(p)),
-    )
     if is_model_folder(folder):
         return (
             f"{folder} is a model folder (colorgan-export --format folder): it holds the generator alone, not a "
             f"training state to resume; start a new run from it with model.init_from={folder}"
         )
+    found = sorted(
+        {*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt"), *folder.glob("*/checkpoints/*.ckpt")},
+        key=lambda p: (len(p.parts), p.name != "last.ckpt", str(p)),
+    )
     if not found:
         return (
             f"checkpoint {folder} is a folder, not a file, and holds no .ckpt file (in it, its checkpoints/ or "
@@ -84,11 +84,11 @@ def _folder_message(folder: Path) -> str:
 def generator_state(ckpt: dict[str, Any], path: str | Path, ema: bool = True) -> dict[str, torch.Tensor]:
     """The generator's weights from a Lightning checkpoint: its weight average (``generator_ema.module.*``)
     when it has one and ``ema``, else the trained weights (``generator.*``)."""
-    state = ckpt.get("state_dict", {})
-    prefix = "generator."
-    if ema and isinstance(state, dict) and any(k.startswith("generator_ema.module.") for k in state):
-        prefix = "generator_ema.module."
-    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)} if isinstance(state, dict) else {}
+    state = ckpt.get("state_dict")
+    state = state if isinstance(state, dict) else {}
+    averaged = ema and any(k.startswith("generator_ema.module.") for k in state)
+    prefix = "generator_ema.module." if averaged else "generator."
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not weights:
         raise CheckpointError(
             f"checkpoint {path} holds no generator weights (no 'generator.*' keys in its state_dict); "
@@ -195,10 +195,9 @@ def newest_last_checkpoint(folders: Iterable[Path]) -> Path | None:
 
 def _newest_other_run(runs_dir: Path | None, run_dir: Path) -> Path | None:
     """The run folder beside ``run_dir`` with the newest ``checkpoints/last*.ckpt``, for the hint."""
-    if runs_dir is None or not runs_dir.is_dir():
-        return None
-    found = [p for p in runs_dir.glob("*/checkpoints/last*.ckpt") if p.parent.parent.resolve() != run_dir.resolve()]
-    return max(found, key=lambda p: p.stat().st_mtime).parent.parent if found else None
+    others = [d / "checkpoints" for d in runs_dir.glob("*") if d.resolve() != run_dir.resolve()] if runs_dir else []
+    found = newest_last_checkpoint(others)
+    return found.parent.parent if found else None
 
 
 def resolve_resume_path(

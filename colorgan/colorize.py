@@ -28,7 +28,7 @@ from colorgan.data import images as image_io
 from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images
 from colorgan.inference import MODES, colorize_images, default_batch_size
 from colorgan.io import save_image_atomic
-from colorgan.places import OutputPlaceError, check_output_folder
+from colorgan.places import check_output_folder
 from colorgan.runtime import pick_device
 from colorgan.video import VIDEO_EXTENSIONS, TemporalSmoothing, VideoError, colorize_video, is_earlier_video_output
 
@@ -62,12 +62,7 @@ class Inputs:
 
 def _glob_base(pattern: str) -> Path:
     """The leading folders of a glob pattern that hold no wildcard: names are taken relative to it."""
-    parts: list[str] = []
-    for part in Path(pattern).parts:
-        if glob.has_magic(part):
-            break
-        parts.append(part)
-    return Path(*parts) if parts else Path(".")
+    return Path(*itertools.takewhile(lambda part: not glob.has_magic(part), Path(pattern).parts))
 
 
 def _is_inside(path: Path, folder: Path) -> bool:
@@ -92,19 +87,15 @@ def is_earlier_output(path: Path) -> bool:
 
 
 def collect_inputs(inputs: Iterable[str], out_dir: Path) -> Inputs:
-    """Expand files, folders (recursive) and globs into jobs; each source file appears once.
+    """Expand files, folders (recursive) and globs into jobs, each source file once, named as :data:`EPILOG` says.
 
-    A file is named by its own name, a folder's images by their path inside the folder, a glob's
-    matches by their path below the glob's fixed leading folders. Earlier outputs (see
-    :func:`is_earlier_output`) are counted, not queued, so re-running never colorizes outputs;
-    when ``out_dir`` lies inside an input folder, nothing under it is queued either.
+    Earlier outputs are counted, not queued, so re-running never colorizes outputs.
     """
     result = Inputs()
     seen: set[Path] = set()
     out_resolved = out_dir.resolve()
 
     def add(source: Path, base: Path | None) -> None:
-        """Queue ``source``, named relative to ``base`` (its own name if None)."""
         out_inside_base = base is not None and out_resolved != base.resolve() and _is_inside(out_resolved, base)
         if out_inside_base and _is_inside(source, out_resolved):
             return  # an earlier output: --out lies inside this input folder
@@ -162,13 +153,8 @@ def _candidate_names(relative: Path) -> Iterator[Path]:
 
 
 def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeOutputPath]:
-    """Output path of every job: ``<out>/<relative path>`` with the suffix ``.png``.
-
-    A name is free when no other job has it, it is no input, and nothing is there but an earlier
-    output (replaced); otherwise the next of :func:`_candidate_names` is tried. So no input and no
-    file colorize did not write is ever overwritten (``a.jpg`` and ``a.png`` -> ``a.png`` and
-    ``a_png.png``), and the same inputs get the same names on every run.
-    """
+    """Output path of every job: the first of :func:`_candidate_names` that no other job has, that is no
+    input, and where nothing but an earlier output lies, so no file colorize did not write is overwritten."""
     sources = {job.source.resolve() for job in jobs}
     taken: set[Path] = set()
     plan: dict[Job, Path | UnsafeOutputPath] = {}
@@ -176,7 +162,8 @@ def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeO
         try:
             for name in _candidate_names(job.relative):
                 target = safe_output_path(out_dir, name)
-                if target not in taken and target not in sources and _replaceable(target):
+                free = not os.path.lexists(target) or is_earlier_output(target)  # an earlier output is replaced
+                if target not in taken and target not in sources and free:
                     break
         except UnsafeOutputPath as err:
             plan[job] = err
@@ -184,18 +171,6 @@ def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeO
         taken.add(target)
         plan[job] = target
     return plan
-
-
-def _replaceable(target: Path) -> bool:
-    """Nothing is at ``target``, or an earlier output that the new one replaces."""
-    return not (target.exists() or target.is_symlink()) or is_earlier_output(target)
-
-
-def _mark(source_name: str) -> PngImagePlugin.PngInfo:
-    """The PNG text that marks an output, naming its input (undecodable bytes of a name escaped)."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text(OUTPUT_MARK, os.fsencode(source_name).decode("utf-8", "backslashreplace"))
-    return info
 
 
 # ----------------------------------------------------------------------------- command line
@@ -261,25 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def colorize_videos(
-    generator: nn.Module, videos: Sequence[Path], out_dir: Path, **settings: Any
+    generator: nn.Module, videos: Sequence[Path], out_dir: Path, temporal: float | None, **settings: Any
 ) -> tuple[int, list[str]]:
     """Colorize each video into ``out_dir/<name>.mp4``; returns (videos written, one message per failure)."""
-    temporal = settings.pop("temporal")
     failures: list[str] = []
     for source in videos:
         target = out_dir / f"{source.stem}.mp4"
         if target.exists() and (target.resolve() == source.resolve() or not is_earlier_video_output(target)):
             target = out_dir / f"{source.stem}{COLLISION_MARK}.mp4"  # never replace a file colorize did not write
-        if target.exists() and not is_earlier_video_output(target):
-            failures.append(f"skipped {source}: {target} exists and was not written by colorgan-colorize")
-            _fail(failures[-1])
-            continue
         try:
+            if target.exists() and not is_earlier_video_output(target):
+                raise VideoError(f"{target} exists and was not written by colorgan-colorize")
             smoothing = TemporalSmoothing(strength=temporal) if temporal is not None else None
             summary = colorize_video(generator, source, target, temporal=smoothing, **settings)
         except (VideoError, OSError) as err:
-            failures.append(f"skipped {source}: {err}")
-            _fail(failures[-1])
+            _fail(f"skipped {source}: {err}", failures)
             continue
         tqdm.write(
             f"{source} -> {target}: {summary['frames']} frames at {summary['fps']:g} fps "
@@ -290,8 +261,12 @@ def colorize_videos(
     return len(videos) - len(failures), failures
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, failures: list[str] | None = None) -> int:
+    """Say what failed on stderr (and add it to ``failures``); 2, the exit status when nothing could run."""
+    if failures is not None:
+        failures.append(message)
     tqdm.write(f"colorgan-colorize: {message}", file=sys.stderr)
+    return 2
 
 
 def _note(message: str) -> None:
@@ -312,8 +287,10 @@ def reduced_note(source: Path, decoded: image_io.DecodedImage) -> str:
 
 def save_colorized(image: Image.Image, path: Path, source_name: str) -> None:
     """Write an output PNG marked with its input's name, whole or not at all (also the demo's download)."""
+    mark = PngImagePlugin.PngInfo()
+    mark.add_text(OUTPUT_MARK, os.fsencode(source_name).decode("utf-8", "backslashreplace"))  # any bytes of a name
     # photos barely compress further and level 1 is ~3x faster than 6
-    save_image_atomic(image, path, compress_level=1, pnginfo=_mark(source_name))
+    save_image_atomic(image, path, compress_level=1, pnginfo=mark)
 
 
 def colorize_files(
@@ -327,18 +304,12 @@ def colorize_files(
 ) -> tuple[int, list[str]]:
     """Colorize each job into its planned path; returns (files written, one message per failure).
 
-    Full mode batches up to ``batch_size`` files (fewer when they hold many pixels); tiles mode
-    takes one file at a time and batches its windows. A file that cannot be read or written is
-    reported and skipped; the others are still done.
+    Full mode batches files (fewer when they hold many pixels), tiles mode the windows of one file.
     """
     written, failures = 0, []
     pending: list[tuple[Job, Image.Image]] = []
     batch_size = batch_size or default_batch_size(size, mode)
     files_per_batch = batch_size if mode == "full" else 1
-
-    def fail(message: str) -> None:
-        failures.append(message)
-        _fail(message)
 
     def flush() -> None:
         nonlocal written
@@ -350,7 +321,7 @@ def colorize_files(
                 save_colorized(out, plan[job], job.relative.as_posix())
                 written += 1
             except OSError as err:
-                fail(f"{job.source}: cannot write {plan[job]}: {err}")
+                _fail(f"{job.source}: cannot write {plan[job]}: {err}", failures)
         bar.update(len(pending))
         pending.clear()
 
@@ -365,10 +336,10 @@ def colorize_files(
                     _note(reduced_note(job.source, decoded))
                 pending.append((job, decoded.image))
             except BadImageError as err:
-                fail(f"skipped: {err}")
+                _fail(f"skipped: {err}", failures)
                 bar.update(1)
             except UnsafeOutputPath as err:
-                fail(f"skipped {job.source}: {err}")
+                _fail(f"skipped {job.source}: {err}", failures)
                 bar.update(1)
             pixels = sum(image.width * image.height for _, image in pending)
             if pending and (len(pending) >= files_per_batch or pixels >= PENDING_PIXELS):
@@ -382,36 +353,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Colorize the inputs into --out; returns the exit status (see ``--help``)."""
     args = build_parser().parse_args(argv)
     if (args.batch_size is not None and args.batch_size < 1) or (args.size is not None and args.size < 1):
-        _fail("--batch-size and --size must be >= 1")
-        return 2
+        return _fail("--batch-size and --size must be >= 1")
     if not 0 <= args.overlap < 1 or (args.temporal is not None and not 0 <= args.temporal < 1):
-        _fail("--overlap and --temporal are fractions in [0, 1)")
-        return 2
+        return _fail("--overlap and --temporal are fractions in [0, 1)")
     try:
-        check_output_folder(args.out)
-    except OutputPlaceError as err:
-        _fail(str(err))
-        return 2
-    try:
-        device = pick_device(args.device)
-        generator, hparams = load_generator(args.ckpt, device)
-    except (CheckpointError, ValueError, RuntimeError) as err:
-        _fail(str(err))
-        return 2
+        check_output_folder(args.out)  # before the model is loaded
+        generator, hparams = load_generator(args.ckpt, pick_device(args.device))
+    except (CheckpointError, ValueError, RuntimeError) as err:  # OutputPlaceError is a ValueError
+        return _fail(str(err))
     size = args.size or (hparams.get("generator") or {}).get("image_size")
     if not size:
-        _fail(f"{args.ckpt} does not record its training size; pass --size")
-        return 2
+        return _fail(f"{args.ckpt} does not record its training size; pass --size")
 
     videos = [Path(i) for i in args.inputs if Path(i).suffix.lower() in VIDEO_EXTENSIONS and Path(i).is_file()]
     inputs = collect_inputs([i for i in args.inputs if Path(i) not in videos], args.out)
     videos_written, failures = colorize_videos(
         generator, videos, args.out, size=size, mode=args.mode, temporal=args.temporal
     )
-    missing = [f"{item}: no such file or folder, and no image matches it" for item in inputs.missing]
-    failures += missing
-    for message in missing:
-        _fail(message)
+    for item in inputs.missing:
+        _fail(f"{item}: no such file or folder, and no image matches it", failures)
     if inputs.earlier_outputs:
         _note(f"not reading {_earlier(inputs.earlier_outputs)} (outputs are never inputs)")
     settings = {"size": size, "mode": args.mode, "batch_size": args.batch_size, "overlap": args.overlap}

@@ -33,16 +33,14 @@ def read_epoch_metrics(run_dir: str | Path) -> dict[str, list[tuple[int, float]]
 
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metrics: Sequence[str] = DEFAULT_METRICS) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # a bare Figure renders with Agg: no display, no global state
 
     runs = {Path(d).name: read_epoch_metrics(d) for d in run_dirs}
     shown = [m for m in metrics if any(m in series for series in runs.values())]
     if not shown:
         raise ValueError(f"none of {list(metrics)} is in the runs' metrics.csv")
-    fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2), squeeze=False)
+    fig = Figure(figsize=(4 * len(shown), 3.2))
+    axes = fig.subplots(1, len(shown), squeeze=False)
     for ax, metric in zip(axes[0], shown):
         for index, (label, series) in enumerate(runs.items()):
             if metric in series:  # one colour per run in every panel, even where a run lacks a metric
@@ -56,9 +54,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metrics: Sequence
     handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines() if not h.get_label().startswith("_")}
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    out = write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=90))
-    plt.close(fig)
-    return out
+    return write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=90))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,10 +25,9 @@ from torch import nn
 from colorgan.checkpoint import CheckpointError, load_generator
 
 # The inference steps colorgan-colorize runs, imported here only.
-from colorgan.color import gray_ab_like
 from colorgan.colorize import reduced_note, save_colorized
 from colorgan.data.images import BadImageError, decode_image
-from colorgan.inference import MODES, colorize_image
+from colorgan.inference import MODES, GrayBaseline, colorize_image
 from colorgan.models.layers import STOCHASTIC_MODULES
 from colorgan.runtime import DeviceUnavailable, pick_device
 
@@ -36,13 +35,6 @@ if TYPE_CHECKING:
     import gradio as gr
 
 PROG = "colorgan-demo"
-
-
-class NoColour(nn.Module):
-    """Predicts ab = 0: colorizing with it renders the photo's own L in gray."""
-
-    def forward(self, L: torch.Tensor) -> torch.Tensor:
-        return gray_ab_like(L)
 
 
 class Colorized(NamedTuple):
@@ -72,7 +64,7 @@ def colorize_upload(
     if seed is not None:
         torch.manual_seed(seed)
     colour = colorize_image(generator, decoded.image, size, mode)
-    gray = colorize_image(NoColour(), decoded.image, size)
+    gray = colorize_image(GrayBaseline(), decoded.image, size)
     stem = Path(name).stem
     result = Colorized(folder / f"{stem}_gray.png", folder / f"{stem}_colorized.png", None)
     gray.save(result.gray, compress_level=1)

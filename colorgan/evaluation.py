@@ -25,9 +25,10 @@ from torch import nn
 from torchmetrics import CatMetric
 
 from colorgan.checkpoint import load_generator
-from colorgan.color import AB_SCALE, gray_ab_like
+from colorgan.color import AB_SCALE
 from colorgan.data.datasets import drop_skipped
-from colorgan.fid import FeatureStats, FrechetReference, build_inception, find_inception_weights
+from colorgan.fid import INCEPTION_URL, FeatureStats, FrechetReference, build_inception
+from colorgan.inference import GrayBaseline
 from colorgan.io import WeightsUnavailable, find_weights, save_image_atomic, write_text_atomic
 from colorgan.metrics import PER_IMAGE_METRICS, Rendered, build_lpips, colorfulness, lpips_backbone_url, lpips_per_image
 from colorgan.models import set_stochastic_inference
@@ -77,13 +78,6 @@ class Backends:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-class GrayBaseline(nn.Module):
-    """The colorizer every model must beat: it keeps L and predicts ab = 0."""
-
-    def forward(self, L: torch.Tensor) -> torch.Tensor:
-        return gray_ab_like(L)
-
-
 def diversity(generator: nn.Module, L: torch.Tensor) -> torch.Tensor:
     """Mean |ab_1 - ab_2| (Lab units) per image between two stochastic predictions of the same L."""
     modes = {m: m.training for m in generator.modules()}
@@ -106,8 +100,8 @@ def _all_ranks(stats: FeatureStats) -> FeatureStats:
         return stats
     parts: list[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(parts, stats)
-    total, parts = FeatureStats(), [p for p in parts if p.n]
-    total.n, total.sum, total.outer = sum(p.n for p in parts), sum(p.sum for p in parts), sum(p.outer for p in parts)
+    total = FeatureStats()
+    total.n, total.sum, total.outer = (sum(getattr(p, a) for p in parts) for a in ("n", "sum", "outer"))
     return total
 
 
@@ -267,7 +261,7 @@ def load_backends(ecfg: DictConfig | dict[str, Any], class_names: list[str] | No
     b, cpu = Backends(), torch.device("cpu")
 
     def fid() -> str:
-        weights = find_inception_weights(ecfg.get("fid_weights"))
+        weights = find_weights(ecfg.get("fid_weights"), "eval.fid_weights", INCEPTION_URL)
         features = int(ecfg.get("fid_features", 2048))
         b.inception = build_inception(weights, cpu, features)
         return f"Inception-v3 FID weights {weights}, {features}-d features"

@@ -1,20 +1,9 @@
-"""Export a trained generator to ONNX or TorchScript for deployment without colorgan.
+"""Export a trained generator for deployment without colorgan: ONNX, TorchScript, fp16 checkpoint, model folder.
 
-The exported model maps normalised lightness to normalised chroma:
-
-* input ``L``: float32 ``(B, 1, H, W)``, ``L* / 50 - 1`` in [-1, 1] (L* of CIE Lab, D65, 0..100);
-* output ``ab``: float32 ``(B, 2, H, W)``, ``(a*, b*) / 110`` in [-1, 1].
-
-Batch, height and width are dynamic, and any H, W >= 1 works: the networks pad the input to a
-multiple of ``2**depth`` (32 for resnet18_unet) with replicate padding and crop the output back,
-and that padding is part of the exported graph. The picture is Lab ``((L + 1) * 50, ab * 110)``
-converted to sRGB; at the training size (recorded in the file's metadata) the model does its best;
-for large photos run it on a resized copy and upsample ab, as ``colorgan-colorize`` does.
-The generator is exported in eval mode: dropout off, batch norm using its running statistics.
-
-Every export is checked before it is kept: the written file is run (onnxruntime or
-``torch.jit.load``) at two sizes, one of them not a multiple of the padding, and must match
-PyTorch within 1e-4.
+The exported model maps normalised lightness to normalised chroma (see :data:`EPILOG`). The
+networks pad any H, W to a multiple of ``2**depth`` and crop the output back, and that padding is
+part of the exported graph. Every export is checked before it is kept: the written file is run at
+two sizes, one of them not a multiple of the padding, and must match PyTorch.
 """
 
 from __future__ import annotations
@@ -35,8 +24,8 @@ from torch import nn
 
 from colorgan.checkpoint import CheckpointError, load_generator, read_generator_source
 from colorgan.io import replacing
-from colorgan.model_folder import ModelFolderError, save_model_folder
-from colorgan.places import OutputPlaceError, check_output_file, check_output_folder
+from colorgan.model_folder import save_model_folder
+from colorgan.places import check_output_file, check_output_folder
 
 FORMATS = ("onnx", "torchscript", "compact", "folder")
 EXAMPLE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt", "compact": "model.ckpt", "folder": "my-colorizer"}
@@ -72,8 +61,7 @@ def _export_onnx(generator: nn.Module, example: torch.Tensor, out: Path, metadat
     batch, height, width = (torch.export.Dim(n) for n in ("batch", "height", "width"))
 
     # the exporter reports its progress on stdout; a command's stdout stays for its own output
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with contextlib.redirect_stdout(io.StringIO()):
         program = torch.onnx.export(
             generator,
             (example,),
@@ -90,12 +78,8 @@ def _export_onnx(generator: nn.Module, example: torch.Tensor, out: Path, metadat
 
 
 def _export_torchscript(generator: nn.Module, example: torch.Tensor, out: Path, metadata: dict[str, str]) -> None:
-    with warnings.catch_warnings():
-        # the tracer warns that the padding decision is fixed: it is taken (odd example size) and
-        # pads by zero where no padding is needed, so the graph holds for every size
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(generator, (example,), check_trace=False)
-        torch.jit.save(traced, str(out), _extra_files={"colorgan.json": json.dumps(metadata)})
+    traced = torch.jit.trace(generator, (example,), check_trace=False)
+    torch.jit.save(traced, str(out), _extra_files={"colorgan.json": json.dumps(metadata)})
 
 
 def _export_compact(generator: nn.Module, example: torch.Tensor, out: Path, metadata: dict[str, str]) -> None:
@@ -111,10 +95,6 @@ def _export_compact(generator: nn.Module, example: torch.Tensor, out: Path, meta
 
 
 def _run_exported(path: Path, fmt: str, L: torch.Tensor) -> np.ndarray:
-    if fmt == "compact":
-        generator, _ = load_generator(path, "cpu")
-        with torch.inference_mode():
-            return generator(L).numpy()
     if fmt == "onnx":
         import onnxruntime
 
@@ -122,9 +102,9 @@ def _run_exported(path: Path, fmt: str, L: torch.Tensor) -> np.ndarray:
         return session.run([OUTPUT_NAME], {INPUT_NAME: L.numpy()})[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        module = torch.jit.load(str(path), map_location="cpu")
+        model = load_generator(path, "cpu")[0] if fmt == "compact" else torch.jit.load(str(path), map_location="cpu")
     with torch.inference_mode():
-        return module(L).numpy()
+        return model(L).numpy()
 
 
 def verify(generator: nn.Module, path: Path, fmt: str, image_size: int) -> float:
@@ -168,7 +148,10 @@ def export_generator(
     example = torch.rand(EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     write = {"onnx": _export_onnx, "torchscript": _export_torchscript, "compact": _export_compact}[fmt]
     with replacing(out) as tmp:  # renamed into place once verified: a failed export leaves no file
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            # the tracer warns that the padding decision is fixed: it is taken (odd example size) and
+            # pads by zero where no padding is needed, so the graph holds for every size
+            warnings.simplefilter("ignore")
             write(generator, example, tmp, metadata or {})
         if verify_size is not None:
             verify(generator, tmp, fmt, verify_size)
@@ -227,49 +210,46 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Export --ckpt to --out; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.format == "folder":
-        return export_folder(args)
     try:
-        check_output_file(args.out, example=EXAMPLE_NAMES[args.format])
-        generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False, ema=not args.raw_weights)
-        if hparams.get("stochastic_inference") and not args.deterministic:
-            raise ExportError(
-                f"{args.ckpt} samples colours at inference (model.stochastic_inference=true: dropout and noise "
-                "stay random), which an exported file cannot reproduce or be verified against; pass "
-                "--deterministic to export its deterministic form (dropout off, z = 0)"
-            )
-        size = int((hparams.get("generator") or {}).get("image_size") or 32)
-        export_generator(
-            generator, args.out, args.format, describe(hparams, args.ckpt), None if args.no_verify else size
-        )
+        if args.format == "folder":
+            wrote = export_folder(args)
+        else:
+            check_output_file(args.out, example=EXAMPLE_NAMES[args.format])
+            generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False, ema=not args.raw_weights)
+            if hparams.get("stochastic_inference") and not args.deterministic:
+                raise ExportError(
+                    f"{args.ckpt} samples colours at inference (model.stochastic_inference=true: dropout and noise "
+                    "stay random), which an exported file cannot reproduce or be verified against; pass "
+                    "--deterministic to export its deterministic form (dropout off, z = 0)"
+                )
+            size = int((hparams.get("generator") or {}).get("image_size") or 32)
+            verify_size = None if args.no_verify else size
+            export_generator(generator, args.out, args.format, describe(hparams, args.ckpt), verify_size)
+            wrote = f"{args.format}; input {INPUT_NAME} (B, 1, H, W) -> output {OUTPUT_NAME} (B, 2, H, W)"
     except ImportError as err:
         print(f"colorgan-export: {err}; install the extras: pip install 'colorgan[export]'", file=sys.stderr)
         return 2
+    # ModelFolderError and OutputPlaceError are ValueErrors
     except (CheckpointError, ExportError, ValueError, RuntimeError, OSError) as err:
         print(f"colorgan-export: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({args.format}; input {INPUT_NAME} (B, 1, H, W) -> output {OUTPUT_NAME} (B, 2, H, W))")
+    print(f"wrote {args.out} ({wrote})")
     return 0
 
 
-def export_folder(args: argparse.Namespace) -> int:
+def export_folder(args: argparse.Namespace) -> str:
     """``--format folder``: write the model folder, then check it rebuilds the same generator, tensor for tensor."""
-    try:
-        check_output_folder(args.out)
-        ckpt = read_generator_source(args.ckpt)
-        averaged = not args.raw_weights and any(k.startswith("generator_ema.") for k in ckpt.get("state_dict", {}))
-        generator, hparams = load_generator(args.ckpt, "cpu", ema=not args.raw_weights)
-        metrics = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
-        weights = "the moving average of the generator's weights" if averaged else "the trained weights"
-        save_model_folder(generator, hparams, args.out, weights=weights, metrics=metrics, samples=args.samples)
-        rebuilt, _ = load_generator(args.out, "cpu")
-        if not all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), rebuilt.state_dict().values())):
-            raise ExportError(f"{args.out} does not rebuild the generator of {args.ckpt}")
-    except (CheckpointError, ModelFolderError, ExportError, OutputPlaceError, OSError, ValueError) as err:
-        print(f"colorgan-export: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out} (model.safetensors, config.json, README.md; {weights})")
-    return 0
+    check_output_folder(args.out)
+    ckpt = read_generator_source(args.ckpt)
+    averaged = not args.raw_weights and any(k.startswith("generator_ema.") for k in ckpt.get("state_dict", {}))
+    generator, hparams = load_generator(args.ckpt, "cpu", ema=not args.raw_weights)
+    metrics = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
+    weights = "the moving average of the generator's weights" if averaged else "the trained weights"
+    save_model_folder(generator, hparams, args.out, weights=weights, metrics=metrics, samples=args.samples)
+    rebuilt, _ = load_generator(args.out, "cpu")
+    if not all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), rebuilt.state_dict().values())):
+        raise ExportError(f"{args.out} does not rebuild the generator of {args.ckpt}")
+    return f"model.safetensors, config.json, README.md; {weights}"
 
 
 if __name__ == "__main__":

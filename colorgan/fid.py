@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from colorgan.io import WeightsUnavailable, find_weights, load_state_dict_file
+from colorgan.io import WeightsUnavailable, load_state_dict_file
 
 # torch-fidelity's port of the TensorFlow FID Inception-v3 (the weights of Heusel et al.'s FID)
 INCEPTION_URL = (
@@ -25,21 +25,18 @@ class FeatureStats:
 
     def __init__(self) -> None:
         self.n = 0
-        self.sum: torch.Tensor | None = None
-        self.outer: torch.Tensor | None = None
+        self.sum: torch.Tensor | int = 0  # tensors from the first update on
+        self.outer: torch.Tensor | int = 0
 
     def update(self, features: torch.Tensor) -> None:
         f = features.detach().flatten(1).to("cpu", torch.float64)
-        if self.sum is None:
-            self.sum = torch.zeros(f.shape[1], dtype=torch.float64)
-            self.outer = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64)
         self.n += f.shape[0]
         self.sum += f.sum(dim=0)
         self.outer += f.T @ f
 
     def mean_cov(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and unbiased covariance (n - 1), as in the reference FID code."""
-        if self.n < 2 or self.sum is None or self.outer is None:
+        if self.n < 2:
             raise ValueError(f"a Frechet distance needs at least 2 feature vectors per set, got {self.n}")
         mean = self.sum / self.n
         cov = (self.outer - self.n * torch.outer(mean, mean)) / (self.n - 1)
@@ -52,25 +49,21 @@ def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
     return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
 
 
-def _frechet(
-    mu1: torch.Tensor, cov1: torch.Tensor, sqrt_cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor
+def frechet_distance(
+    mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor, sqrt_cov1: torch.Tensor | None = None
 ) -> float:
-    """``|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2))``, in float64.
+    """Between N(mu1, cov1) and N(mu2, cov2): ``|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2))``, in float64.
 
-    ``tr((C1 C2)^(1/2))`` is computed as ``tr((S C2 S)^(1/2))`` with ``S = C1^(1/2)``: the same
-    eigenvalues, but of a symmetric matrix, so it stays real and stable when the covariances are
-    singular (fewer samples than feature dimensions).
+    ``tr((C1 C2)^(1/2))`` is computed as ``tr((S C2 S)^(1/2))`` with ``S = C1^(1/2)`` (``sqrt_cov1``,
+    computed if not given): the same eigenvalues, but of a symmetric matrix, so it stays real and
+    stable when the covariances are singular (fewer samples than feature dimensions).
     """
+    mu1, cov1, mu2, cov2 = (t.to(torch.float64) for t in (mu1, cov1, mu2, cov2))
+    sqrt_cov1 = _sqrt_psd(cov1) if sqrt_cov1 is None else sqrt_cov1
     middle = sqrt_cov1 @ cov2 @ sqrt_cov1
     tr_sqrt = torch.linalg.eigvalsh(0.5 * (middle + middle.T)).clamp_min(0).sqrt().sum()
     value = (mu1 - mu2).pow(2).sum() + torch.trace(cov1) + torch.trace(cov2) - 2 * tr_sqrt
     return max(float(value), 0.0)
-
-
-def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
-    """The Frechet distance between the Gaussians N(mu1, cov1) and N(mu2, cov2)."""
-    mu1, cov1, mu2, cov2 = (t.to(torch.float64) for t in (mu1, cov1, mu2, cov2))
-    return _frechet(mu1, cov1, _sqrt_psd(cov1), mu2, cov2)
 
 
 class FrechetReference:
@@ -81,16 +74,11 @@ class FrechetReference:
         self.sqrt_cov = _sqrt_psd(self.cov)
 
     def distance(self, other: FeatureStats) -> float:
-        return _frechet(self.mean, self.cov, self.sqrt_cov, *other.mean_cov())
+        return frechet_distance(self.mean, self.cov, *other.mean_cov(), self.sqrt_cov)
 
 
 def frechet_distance_stats(a: FeatureStats, b: FeatureStats) -> float:
     return FrechetReference(a).distance(b)
-
-
-def find_inception_weights(configured: str | None) -> Path:
-    """The FID Inception weights: ``eval.fid_weights``, else torch-fidelity's download in the hub cache."""
-    return find_weights(configured, "eval.fid_weights", INCEPTION_URL)
 
 
 FID_FEATURES = (64, 192, 768, 2048)  # the Inception layers torchmetrics exposes; 2048 is the published FID's

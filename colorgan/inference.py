@@ -11,12 +11,10 @@ The generator learned colour at its training size, so it always runs at that siz
   coloured at the scale the model was trained at, which suits large photos and models trained
   on large crops.
 
-Either way the output is rendered by :func:`colorgan.color.render_uint8`, the one rendering that
-evaluation and validation score too: it keeps the input's L, and where the predicted colour does
-not exist at that lightness (out of the sRGB gamut) its chroma is reduced until it does. The
-full-resolution steps (Lab conversion, ab upsampling, gamut fitting) run in strips of
-:data:`STRIP_PIXELS`, so full mode holds little more than the input and output images; tiles
-mode also keeps the full-resolution L and the blended ab with its weights (16 bytes per pixel).
+Either way the output is rendered by :func:`colorgan.color.render_uint8`, as evaluation and
+validation score it. The full-resolution steps run in strips of :data:`STRIP_PIXELS`, so full mode
+holds little more than the input and output images; tiles mode also keeps the full-resolution L
+and the blended ab with its weights (16 bytes per pixel).
 
 Every caller (``colorgan-colorize``, a Python script, a web demo) gets the same pixels for the same
 image: give :func:`colorize_image` what :func:`colorgan.data.images.decode_image` reads from a file.
@@ -24,8 +22,9 @@ image: give :func:`colorize_image` what :func:`colorgan.data.images.decode_image
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from colorgan.color import render_uint8, rgb_to_lab_normalized
+from colorgan.color import gray_ab_like, render_uint8, rgb_to_lab_normalized
 from colorgan.data.images import split_alpha
 
 MODES = ("full", "tiles")
@@ -42,6 +41,13 @@ BATCH_PIXELS = 1 << 18  # default tiles batch: this many pixels of windows (256 
 
 AbRows = Callable[[int, int], torch.Tensor]  # (r0, r1) -> normalised ab of rows r0:r1 at full resolution
 InputImage = Image.Image | np.ndarray
+
+
+class GrayBaseline(nn.Module):
+    """The colorizer every model must beat: it keeps L and predicts ab = 0, rendering the photo in gray."""
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return gray_ab_like(L)
 
 
 def default_batch_size(size: int, mode: str) -> int:
@@ -53,38 +59,35 @@ def default_batch_size(size: int, mode: str) -> int:
     return 8 if mode == "full" else max(8, BATCH_PIXELS // (size * size))
 
 
-def _batched(items: Sequence, n: int) -> Iterator[Sequence]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
+def batched(items: Iterable, n: int) -> Iterator[list]:
+    """Lists of ``n`` items (the last one shorter), read lazily: frames of a film as well as images."""
+    it = iter(items)
+    while batch := list(itertools.islice(it, n)):
+        yield batch
 
 
-def _strip_rows(width: int) -> int:
-    return max(1, STRIP_PIXELS // max(1, width))
+def _strips(height: int, width: int) -> Iterator[tuple[int, int]]:
+    step = max(1, STRIP_PIXELS // max(1, width))
+    return ((r0, min(height, r0 + step)) for r0 in range(0, height, step))
 
 
-def _rgb_tensor(rgb: Image.Image) -> torch.Tensor:
+def rgb_tensor(rgb: Image.Image) -> torch.Tensor:
     """8-bit RGB PIL image -> (1, 3, H, W) uint8 tensor on the CPU."""
     return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
 
 
 def _lightness(rgb: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Normalised L of a (1, 3, H, W) uint8 image at full resolution, converted strip by strip."""
-    H, W = rgb.shape[-2:]
-    L = torch.empty((1, 1, H, W), device=device)
-    step = _strip_rows(W)
-    for r0 in range(0, H, step):
-        L[..., r0 : r0 + step, :] = rgb_to_lab_normalized(rgb[..., r0 : r0 + step, :].to(device))[0]
-    return L
+    strips = _strips(*rgb.shape[-2:])
+    return torch.cat([rgb_to_lab_normalized(rgb[..., r0:r1, :].to(device))[0] for r0, r1 in strips], dim=-2)
 
 
 def _render(rgb: Image.Image, alpha: Image.Image | None, ab_rows: AbRows, device: torch.device) -> Image.Image:
     """Full-resolution L of ``rgb`` + ab (fetched strip by strip), with ``alpha`` re-attached."""
-    pixels = _rgb_tensor(rgb)
+    pixels = rgb_tensor(rgb)
     H, W = pixels.shape[-2:]
     out = np.empty((H, W, 3), dtype=np.uint8)
-    step = _strip_rows(W)
-    for r0 in range(0, H, step):
-        r1 = min(H, r0 + step)
+    for r0, r1 in _strips(H, W):
         L = rgb_to_lab_normalized(pixels[..., r0:r1, :].to(device))[0]
         out[r0:r1] = render_uint8(L, ab_rows(r0, r1))[0].permute(1, 2, 0).cpu().numpy()
     image = Image.fromarray(out)
@@ -140,7 +143,7 @@ def _predict_tiles(
     acc = torch.zeros((1, 2, H, W), device=L.device)
     total = torch.zeros((1, 1, H, W), device=L.device)
     origins = [(y, x) for y in window_starts(H, th, stride) for x in window_starts(W, tw, stride)]
-    for chunk in _batched(origins, batch_size):
+    for chunk in batched(origins, batch_size):
         batch = torch.cat([L[..., y : y + th, x : x + tw] for y, x in chunk])
         for (y, x), ab in zip(chunk, model(batch)):
             acc[0, :, y : y + th, x : x + tw] += ab * weight
@@ -160,12 +163,9 @@ def colorize_images(
 ) -> list[Image.Image]:
     """Colorize several images (PIL images or H x W [x C] arrays, any mode and size) with ``generator``.
 
-    The generator runs on its own device and in its own dtype. ``size`` is the side the model
-    works at (its training size). ``mode="full"`` predicts every image at ``size x size`` in
-    batches of ``batch_size``; ``mode="tiles"`` runs ``size x size`` windows overlapping by
-    ``overlap`` (a fraction of ``size``) in batches of ``batch_size`` (default:
-    :func:`default_batch_size`). Outputs are 8-bit RGB of the input's size, RGBA when the input
-    has alpha (kept as it is, see :func:`colorgan.data.images.split_alpha`).
+    The generator runs on its own device and in its own dtype, at ``size`` (its training size);
+    ``batch_size`` counts images (full) or windows (tiles), ``overlap`` is a fraction of ``size``.
+    Outputs are 8-bit RGB of the input's size, RGBA when the input has alpha (kept as it is).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -183,9 +183,9 @@ def colorize_images(
         return generator(L.to(dtype)).float()
 
     def full() -> Iterator[tuple[Image.Image, Image.Image | None, AbRows]]:
-        for chunk in _batched(images, batch_size):
+        for chunk in batched(images, batch_size):
             split = [split_alpha(image) for image in chunk]
-            small = torch.cat([_rgb_tensor(rgb.resize((size, size), Image.Resampling.BILINEAR)) for rgb, _ in split])
+            small = torch.cat([rgb_tensor(rgb.resize((size, size), Image.Resampling.BILINEAR)) for rgb, _ in split])
             ab_small = model(rgb_to_lab_normalized(small.to(device))[0])
             for j, (rgb, alpha) in enumerate(split):
                 yield rgb, alpha, _bilinear_rows(ab_small[j : j + 1], rgb.height, rgb.width)
@@ -193,7 +193,7 @@ def colorize_images(
     def tiles() -> Iterator[tuple[Image.Image, Image.Image | None, AbRows]]:
         for image in images:
             rgb, alpha = split_alpha(image)
-            ab = _predict_tiles(model, _lightness(_rgb_tensor(rgb), device), size, overlap, batch_size)
+            ab = _predict_tiles(model, _lightness(rgb_tensor(rgb), device), size, overlap, batch_size)
             yield rgb, alpha, lambda r0, r1, ab=ab: ab[..., r0:r1, :]
 
     return [_render(rgb, alpha, ab_rows, device) for rgb, alpha, ab_rows in (full() if mode == "full" else tiles())]

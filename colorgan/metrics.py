@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -34,10 +35,8 @@ def _band(n: int, size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
     x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     g = torch.exp(-0.5 * (x / sigma) ** 2)
     g = g / g.sum()
-    band = like.new_zeros(n, n + size - 1)
-    for i in range(n):
-        band[i, i : i + size] = g
-    return band
+    columns = torch.arange(n, device=like.device)[:, None] + torch.arange(size, device=like.device)
+    return like.new_zeros(n, n + size - 1).scatter_(1, columns, g.expand(n, size))
 
 
 def ssim_uint8(pred: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
@@ -149,7 +148,6 @@ class Rendered:
 
     rgb: torch.Tensor
     ab: torch.Tensor
-    _lab: torch.Tensor | None = field(default=None, repr=False)
 
     @classmethod
     def from_lab(cls, L: torch.Tensor, ab: torch.Tensor) -> Rendered:
@@ -161,13 +159,11 @@ class Rendered:
         """The gray baseline every colorizer is measured against: L kept, ab = 0, rendered as any prediction."""
         return cls.from_lab(L, gray_ab_like(L))
 
-    @property
+    @cached_property
     def lab(self) -> torch.Tensor:
         """Lab (L 0-100) of the quantised RGB: colour differences are judged on the saved image."""
-        if self._lab is None:
-            L, ab = rgb_to_lab_normalized(self.rgb)
-            self._lab = torch.cat([(L + 1.0) * L_SCALE, ab * AB_SCALE], dim=1)
-        return self._lab
+        L, ab = rgb_to_lab_normalized(self.rgb)
+        return torch.cat([(L + 1.0) * L_SCALE, ab * AB_SCALE], dim=1)
 
 
 # The per-image metrics, name -> f(prediction, truth): the one definition behind both the
@@ -182,7 +178,7 @@ PER_IMAGE_METRICS: dict[str, Callable[[Rendered, Rendered], torch.Tensor]] = {
 }
 
 
-# LPIPS backbones: torchmetrics' name -> (torchvision builder, its ImageNet weights enum)
+# LPIPS backbones: torchmetrics' name -> torchvision's ImageNet weights enum
 LPIPS_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights", "squeeze": "SqueezeNet1_1_Weights"}
 
 

@@ -23,6 +23,7 @@ from colorgan.io import markdown_table
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safetensors", "README.md", "samples.png"
 FORMAT = "colorgan-generator"
 FORMAT_VERSION = 1
+CARD_METRICS = ("psnr", "ssim", "delta_e", "colorfulness", "probe_accuracy", "fid_probe")
 RECIPE_KEYS = ("lambda_l1", "lambda_gan", "recon_loss", "gan_mode", "lr", "lr_d", "betas", "ema_decay", "init_from")
 
 
@@ -78,13 +79,8 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None, has_sampl
     ]
     if metrics:
         models = metrics.get("models", {})
-        names = [n for n in models]
-        columns = [
-            c
-            for c in ("psnr", "ssim", "delta_e", "colorfulness", "probe_accuracy", "fid_probe")
-            if any(c in models[n] for n in names)
-        ]
-        rows = [[n, *(f"{models[n][c]:.4g}" if c in models[n] else "" for c in columns)] for n in names]
+        columns = [c for c in CARD_METRICS if any(c in row for row in models.values())]
+        rows = [[n, *(f"{row[c]:.4g}" if c in row else "" for c in columns)] for n, row in models.items()]
         lines += [
             "",
             "## Evaluation",

@@ -38,6 +38,7 @@ PROBE_FORMAT = "colorgan-probe/1"
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 TRAIN_COMMAND = "python -m colorgan.probe train paths.data_dir=DATA probe.weights_path=PATH"
+STEM_WIDTH = 24  # both signs of the 12 whitening filters of 2 x 2 RGB patches
 
 
 class ProbeError(UnreadableFile):
@@ -58,22 +59,21 @@ class ProbeNet(nn.Module):
     of their widths, so that a few epochs on two CPU cores reach the mid-80s in accuracy.
     """
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 128), num_classes: int = 10, stem_width: int = 24) -> None:
+    def __init__(self, widths: Sequence[int] = (32, 64, 128), num_classes: int = 10) -> None:
         super().__init__()
-        if stem_width % 2 or len(widths) != 3:
-            raise ValueError(f"probe needs an even stem_width and 3 widths, got {stem_width}, {list(widths)}")
+        if len(widths) != 3:
+            raise ValueError(f"probe needs 3 widths, got {list(widths)}")
         self.register_buffer("mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(CIFAR10_STD).view(1, 3, 1, 1) * 255)
-        self.stem = nn.Conv2d(3, stem_width, 2)
+        self.stem = nn.Conv2d(3, STEM_WIDTH, 2)
         layers: list[nn.Module] = []
-        cin = stem_width
+        cin = STEM_WIDTH
         for w in widths:
             layers += _conv_bn(cin, w, pool=True) + _conv_bn(w, w, pool=False)
             cin = w
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(cin, num_classes, bias=False)
         self.widths = [int(w) for w in widths]
-        self.num_features = cin
 
     def features(self, rgb: torch.Tensor) -> torch.Tensor:
         """Penultimate features of uint8 (0-255) or float (0-1) RGB, (B, 3, H, W) -> (B, C)."""
@@ -85,7 +85,7 @@ class ProbeNet(nn.Module):
         return self.head(self.features(rgb))
 
     @torch.no_grad()
-    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+    def init_whitening(self, images: torch.Tensor) -> None:
         """Set the 2 x 2 stem to whiten image patches (eigenvectors / sqrt(eigenvalues), both signs).
 
         Decorrelated inputs let a short schedule converge much faster; the stem's weights then stay
@@ -93,11 +93,8 @@ class ProbeNet(nn.Module):
         """
         x = (images.float() - self.mean.cpu()) / self.std.cpu()
         patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
-        cov = torch.cov(patches.T.double())
-        vals, vecs = torch.linalg.eigh(cov)
-        filters = (vecs.T / torch.sqrt(vals + eps)[:, None]).flip(0)  # largest variance first
-        half = self.stem.out_channels // 2
-        filters = filters[:half] if half <= 12 else torch.cat([filters, filters.new_zeros(half - 12, 12)])
+        vals, vecs = torch.linalg.eigh(torch.cov(patches.T.double()))
+        filters = (vecs.T / torch.sqrt(vals + 5e-4)[:, None]).flip(0)  # largest variance first
         weight = torch.cat([filters, -filters]).view(-1, 3, 2, 2).float()
         self.stem.weight.copy_(weight.to(self.stem.weight.device))
         self.stem.weight.requires_grad_(False)
@@ -108,8 +105,6 @@ def random_translate_flip(images: torch.Tensor, generator: torch.Generator, shif
     b, _, h, w = images.shape
     flip = torch.rand(b, generator=generator) < 0.5
     images = torch.where(flip.view(b, 1, 1, 1).to(images.device), images.flip(-1), images)
-    if shift <= 0:
-        return images
     padded = F.pad(images.float(), (shift,) * 4, mode="reflect").to(images.dtype)
     dy = torch.randint(0, 2 * shift + 1, (b,), generator=generator).to(images.device)
     dx = torch.randint(0, 2 * shift + 1, (b,), generator=generator).to(images.device)
@@ -133,8 +128,8 @@ def predict(net: ProbeNet, images: torch.Tensor, batch_size: int = 500) -> torch
     )
 
 
-def accuracy(net: ProbeNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
-    return (predict(net, images, batch_size) == labels).float().mean().item()
+def accuracy(net: ProbeNet, images: torch.Tensor, labels: torch.Tensor) -> float:
+    return (predict(net, images) == labels).float().mean().item()
 
 
 def train_probe(
@@ -151,7 +146,6 @@ def train_probe(
     label_smoothing: float = 0.2,
     warmup: float = 0.15,
     max_steps: int | None = None,
-    log_every: int = 50,
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> ProbeNet:
@@ -178,7 +172,7 @@ def train_probe(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
     )
-    step, start, seen = 0, time.time(), 0
+    step, start = 0, time.time()
     run_loss, run_correct, run_n = 0.0, 0, 0
     while step < total:
         order = torch.randperm(len(images), generator=gen)
@@ -197,16 +191,15 @@ def train_probe(
             opt.step()
             sched.step()
             step += 1
-            seen += len(idx)
             run_loss += loss.item() * len(idx)
             run_correct += int((logits.argmax(1) == y).sum())
             run_n += len(idx)
-            if step % log_every == 0 or step == total:
+            if step % 50 == 0 or step == total:
                 elapsed = time.time() - start
                 log.info(
                     "probe step %d/%d (epoch %.2f): loss %.3f, train accuracy %.3f, %.0f images/s, %.0f s",
                     step, total, step / steps_per_epoch, run_loss / run_n, run_correct / run_n,
-                    seen / max(elapsed, 1e-9), elapsed,
+                    step * batch_size / max(elapsed, 1e-9), elapsed,
                 )  # fmt: skip
                 run_loss, run_correct, run_n = 0.0, 0, 0
     return net.eval()
@@ -242,21 +235,16 @@ def load_probe(path: str | Path, device: torch.device | str = "cpu") -> tuple[Pr
     return net.to(device).eval(), meta
 
 
-def check_writable(path: Path) -> None:
-    """Fail in a second, not after training, when the weights cannot be written where asked."""
-    problem = folder_problem(path.parent)
-    if problem:
-        raise ProbeError(
-            f"cannot write the probe weights to {path} ({problem}); set probe.weights_path to a "
-            "writable file (the data folder may be read-only)"
-        )
-
-
 def train_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Train on CIFAR-10's training set, score it on the test set in colour and gray, save it."""
     p = cfg.probe
     out = Path(p.weights_path).expanduser()
-    check_writable(out)
+    problem = folder_problem(out.parent)  # found in a second, not after training
+    if problem:
+        raise ProbeError(
+            f"cannot write the probe weights to {out} ({problem}); set probe.weights_path to a "
+            "writable file (the data folder may be read-only)"
+        )
     device = pick_device(p.device, key="probe.device")
     ensure_cifar10(cfg.paths.data_dir, p.get("download", True))
     train_x, train_y = load_cifar10_split(cfg.paths.data_dir, "train")

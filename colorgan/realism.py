@@ -38,7 +38,6 @@ class RealismScore:
 
     def __init__(self, metric: str = "auto", probe_path: str | Path | None = None) -> None:
         self.requested, self.probe_path = metric, probe_path
-        self.metric = metric
         self.probe: ProbeNet | None = None
         self.reset()
 
@@ -47,15 +46,12 @@ class RealismScore:
         wants_probe = self.requested in ("auto", "fid_probe")
         if wants_probe and self.probe_path and Path(self.probe_path).expanduser().is_file():
             self.probe = load_probe(self.probe_path, device)[0]
-            self.metric = "fid_probe"
         elif self.requested == "fid_probe":
             raise ProbeError(
                 f"model.realism_metric=fid_probe needs the CIFAR-10 probe, but model.realism_probe={self.probe_path} "
                 f"is not a file; create it with: {TRAIN_COMMAND}, or set model.realism_metric=delta_cf"
             )
-        else:
-            self.metric = "delta_cf"
-        log.info("val/realism is %s", self.metric)
+        log.info("val/realism is %s", "delta_cf" if self.probe is None else "fid_probe")
 
     def reset(self) -> None:
         self.pred, self.truth = FeatureStats(), FeatureStats()

@@ -9,7 +9,7 @@ from typing import Any
 from colorgan.io import markdown_table, write_atomic, write_text_atomic
 
 # arrows say which direction is better; colourfulness has none (closest to the truth's is best)
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "probe_accuracy": True}
+HIGHER_IS_BETTER = {"psnr", "ssim", "probe_accuracy"}
 LOWER_IS_BETTER = {"l1_ab", "delta_e", "delta_cf", "lpips", "fid", "fid_probe"}
 PLOT_METRICS = ("psnr", "delta_e", "probe_accuracy")
 
@@ -18,10 +18,8 @@ def _arrow(metric: str) -> str:
     return " ↑" if metric in HIGHER_IS_BETTER else " ↓" if metric in LOWER_IS_BETTER else ""
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return f"{value:.{digits}f}"
+def _fmt(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.4f}"
 
 
 def format_table(results: dict[str, dict[str, float]], ground_truth: dict[str, float]) -> str:
@@ -30,9 +28,8 @@ def format_table(results: dict[str, dict[str, float]], ground_truth: dict[str, f
     width = max(len(n) for n in [*results, "ground truth"]) + 2
     col = max(14, *(len(m) + 2 for m in metrics))
     lines = [f"{'model':<{width}}" + "".join(f"{m:>{col}}" for m in metrics)]
-    for name, row in results.items():
+    for name, row in {**results, "ground truth": ground_truth}.items():
         lines.append(f"{name:<{width}}" + "".join(f"{_fmt(row.get(m)):>{col}}" for m in metrics))
-    lines.append(f"{'ground truth':<{width}}" + "".join(f"{_fmt(ground_truth.get(m)):>{col}}" for m in metrics))
     return "\n".join(lines)
 
 
@@ -73,17 +70,11 @@ def _per_class_tables(per_class: dict[str, Any]) -> list[str]:
     models, truth = per_class["models"], per_class["ground_truth"]
     out = []
     for metric in next(iter(models.values())):
-        header = ["class", "images", *(f"`{m}`" for m in models)]
-        has_truth = metric in truth
-        if has_truth:
-            header.append("ground truth")
-        rows = []
-        for i, (name, count) in enumerate(zip(classes, counts)):
-            row = [name, str(count), *(_fmt(models[m][metric][i]) for m in models)]
-            if has_truth:
-                row.append(_fmt(truth[metric][i]))
-            rows.append(row)
-        out.append(f"#### {metric}{_arrow(metric)}\n\n" + markdown_table(header, rows))
+        columns = {f"`{m}`": per[metric] for m, per in models.items()}
+        if metric in truth:
+            columns["ground truth"] = truth[metric]
+        rows = [[name, str(n), *map(_fmt, values)] for name, n, *values in zip(classes, counts, *columns.values())]
+        out.append(f"#### {metric}{_arrow(metric)}\n\n" + markdown_table(["class", "images", *columns], rows))
     return out
 
 
@@ -116,8 +107,7 @@ def plot_per_class(per_class: dict[str, Any], path: str | Path) -> Path:
 
 
 def render_markdown(report: dict[str, Any], plot_name: str | None) -> str:
-    """report.md: unreadable files skipped, results, metrics not computed and why, the probe, per-class
-    tables and the protocol."""
+    """report.md: what was scored and how, and what was left out and why."""
     parts = [
         "# Colorization evaluation",
         f"{report['num_images']} images ({report['split']}) of `{report['data']}`, scored in "

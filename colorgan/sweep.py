@@ -65,11 +65,8 @@ def parse_value(text: str) -> Any:
 
 
 def _read_overrides(folder: Path) -> dict[str, str]:
-    overrides: dict[str, str] = {}
-    for item in OmegaConf.load(folder / ".hydra" / "overrides.yaml") or []:
-        key, _, value = str(item).partition("=")
-        overrides[key.lstrip("+~")] = value
-    return overrides
+    items = (str(item).partition("=") for item in OmegaConf.load(folder / ".hydra" / "overrides.yaml") or [])
+    return {key.lstrip("+~"): value for key, _, value in items}
 
 
 def _job_number(folder: Path, fallback: int) -> int:
@@ -102,9 +99,7 @@ def collect_jobs(sweep_dir: str | Path) -> list[Job]:
 
 def varied_keys(jobs: Sequence[Job]) -> list[str]:
     """Override keys whose value differs between jobs (or is missing from some), in first-seen order."""
-    keys: list[str] = []
-    for job in jobs:
-        keys += [k for k in job.overrides if k not in keys]
+    keys = dict.fromkeys(k for job in jobs for k in job.overrides)
     return [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
 
 
@@ -116,9 +111,7 @@ def _fmt(value: Any) -> str:
 
 def write_tables(sweep_dir: Path, jobs: Sequence[Job], metrics: Sequence[str]) -> tuple[Path, Path]:
     """sweep_summary.csv (all overrides) and sweep_summary.md (varied overrides only)."""
-    all_keys: list[str] = []
-    for job in jobs:
-        all_keys += [k for k in job.overrides if k not in all_keys]
+    all_keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
     extra = ["epochs", "wall_time_s"]
     csv_path = sweep_dir / "sweep_summary.csv"
     with replacing(csv_path) as tmp, tmp.open("w", newline="") as f:
@@ -179,12 +172,10 @@ def write_plot(sweep_dir: Path, jobs: Sequence[Job], metrics: Sequence[str]) -> 
     if not done or not xs or not shown:
         log.info("sweep summary: no numeric swept parameter with finished jobs to plot")
         return None
-    import matplotlib
+    from matplotlib.figure import Figure  # a bare Figure renders with Agg: no display, no global state
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(xs), len(shown), figsize=(4 * len(shown), 3.2 * len(xs)), squeeze=False)
+    fig = Figure(figsize=(4 * len(shown), 3.2 * len(xs)))
+    axes = fig.subplots(len(xs), len(shown), squeeze=False)
     for row, key in enumerate(xs):
         # one line (or colour) per value of the categorical parameters; numeric ones are scattered
         others = [k for k in varied_keys(done) if k != key and k not in xs]
@@ -211,9 +202,7 @@ def write_plot(sweep_dir: Path, jobs: Sequence[Job], metrics: Sequence[str]) -> 
                 ax.legend(fontsize=7)
     fig.suptitle(f"{sweep_dir.name}: final validation metrics ({len(done)} of {len(jobs)} jobs completed)")
     fig.tight_layout()
-    path = write_atomic(sweep_dir / "sweep_summary.png", lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
-    return path
+    return write_atomic(sweep_dir / "sweep_summary.png", lambda tmp: fig.savefig(tmp, dpi=100))
 
 
 def summarize_sweep(sweep_dir: str | Path, metrics: Sequence[str] = DEFAULT_METRICS) -> list[Job]:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from colorgan.color import AB_SCALE, L_SCALE, render_uint8, rgb_to_lab_normalized
 from colorgan.data.images import BadImageError, decode_image
-from colorgan.inference import colorize_images
+from colorgan.inference import batched, colorize_images, rgb_tensor
 from colorgan.io import replacing
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
@@ -98,19 +98,7 @@ class FlickerMeter:
 
 
 def _lab(frames: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
-    rgb = torch.from_numpy(np.stack([np.asarray(f, dtype=np.uint8) for f in frames])).permute(0, 3, 1, 2)
-    return rgb_to_lab_normalized(rgb)
-
-
-def _batches(frames: Iterator[Image.Image], n: int) -> Iterator[list[Image.Image]]:
-    batch: list[Image.Image] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    return rgb_to_lab_normalized(torch.cat([rgb_tensor(f) for f in frames]))
 
 
 def colorize_video(
@@ -154,7 +142,7 @@ def colorize_video(
                         packet.stream = audio_out
                         writer.mux(packet)
 
-            for batch in _batches(video_frames(), FRAMES_PER_BATCH):
+            for batch in batched(video_frames(), FRAMES_PER_BATCH):
                 colorized = colorize_images(generator, batch, size, mode)
                 source_L, _ = _lab(batch)
                 _, out_ab = _lab(colorized)
@@ -188,17 +176,6 @@ def pan_zoom_clip(photo: Image.Image, target: str | Path, frames: int = 48, side
     photo = photo.convert("RGB")
     W, H = photo.size
     crop = min(W, H) * 2 // 3
-    boxes = []
-    for i in range(frames):
-        t = i / max(1, frames - 1)
-        if t < 0.4:  # pan left to right
-            x, y, c = (W - crop) * t / 0.4, (H - crop) / 2, crop
-        elif t < 0.6:  # still
-            x, y, c = W - crop, (H - crop) / 2, crop
-        else:  # zoom in towards the centre of the last view
-            c = crop * (1 - 0.4 * (t - 0.6) / 0.4)
-            x, y = W - crop + (crop - c) / 2, (H - c) / 2
-        boxes.append((x, y, x + c, y + c))
     with replacing(target) as tmp, av.open(str(tmp), mode="w", format="mp4") as writer:
         video = writer.add_stream("libx264", rate=fps)
         video.width = video.height = side
@@ -206,8 +183,16 @@ def pan_zoom_clip(photo: Image.Image, target: str | Path, frames: int = 48, side
         video.options = {"crf": "12"}
         audio = writer.add_stream("aac", rate=16000)
         samples_per_frame = 16000 // fps
-        for i, box in enumerate(boxes):
-            frame = photo.resize((side, side), Image.Resampling.BICUBIC, box=box)
+        for i in range(frames):
+            t = i / max(1, frames - 1)
+            if t < 0.4:  # pan left to right
+                x, y, c = (W - crop) * t / 0.4, (H - crop) / 2, crop
+            elif t < 0.6:  # still
+                x, y, c = W - crop, (H - crop) / 2, crop
+            else:  # zoom in towards the centre of the last view
+                c = crop * (1 - 0.4 * (t - 0.6) / 0.4)
+                x, y = W - crop + (crop - c) / 2, (H - c) / 2
+            frame = photo.resize((side, side), Image.Resampling.BICUBIC, box=(x, y, x + c, y + c))
             writer.mux(video.encode(av.VideoFrame.from_image(frame)))
             t = (np.arange(samples_per_frame) + i * samples_per_frame) / 16000
             tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
