@@ -159,8 +159,8 @@ def colorize_video(
                 bar.set_postfix(fps=f"{frames / (time.perf_counter() - started):.1f}")
             writer.mux(video_out.encode())
             bar.close()
-    if frames == 0:
-        raise VideoError(f"{source} has no decodable video frames")
+        if frames == 0:  # inside the block: nothing replaces the target
+            raise VideoError(f"{source} has no decodable video frames")
     return {
         "frames": frames,
         "fps": float(rate),
