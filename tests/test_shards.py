@@ -104,6 +104,12 @@ def test_missing_shards_name_the_prepare_command(tmp_path):
         ShardsDataModule(root=str(tmp_path / "none")).setup("fit")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_decoding_on_a_device_without_cuda_is_refused_with_the_fix(shards):
+    with pytest.raises(ValueError, match=r"data\.decode=device needs a CUDA device.*use data\.decode=auto or workers"):
+        ShardsDataModule(root=str(shards), decode="device").setup("fit")
+
+
 def test_worker_decode_and_crop_match_the_pil_path(photos, shards):
     """Training crops: the stored photo decoded by torchvision against PIL's resize of the original."""
     for item in stored_items(shards / "train")[:6]:

@@ -70,20 +70,33 @@ def stored_indices(folder: Path) -> set[int]:
     return {int(dataset[i]["index"]) for i in range(len(dataset))}
 
 
-def prepare_split(files: list[Path], base: Path, folder: Path, size: int, quality: int, workers: int) -> dict[str, str]:
-    """Write one split's shards into ``folder``; returns the unreadable files skipped, each with why."""
+def optimize_apart(**kwargs: Any) -> None:
+    """litdata's ``optimize``, in a forked child where there is fork: it reseeds the random generators, sets
+    the start method and a SIGINT handler of the process that calls it, which must not leak into a caller
+    (the benchmark, the tests)."""
     from litdata import optimize
 
+    if "fork" not in multiprocessing.get_all_start_methods():
+        optimize(**kwargs)
+        return
+    child = multiprocessing.get_context("fork").Process(target=optimize, kwargs=kwargs)
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"preparing {kwargs['output_dir']} failed (exit code {child.exitcode}; see above)")
+
+
+def prepare_split(files: list[Path], base: Path, folder: Path, size: int, quality: int, workers: int) -> dict[str, str]:
+    """Write one split's shards into ``folder``; returns the unreadable files skipped, each with why."""
     inputs = [(str(f), f.relative_to(base).as_posix(), i) for i, f in enumerate(files)]
-    start = "fork" if "fork" in multiprocessing.get_all_start_methods() else None  # no re-import per worker
     with contextlib.redirect_stdout(io.StringIO()):  # litdata's chatter; its progress bar stays on stderr
-        optimize(
+        optimize_apart(
             fn=functools.partial(encode_photo, size=size, quality=quality),
             inputs=inputs,
             output_dir=str(folder),
             chunk_bytes=CHUNK_BYTES,
             num_workers=max(1, min(workers, len(inputs))),
-            start_method=start,
+            start_method="fork" if "fork" in multiprocessing.get_all_start_methods() else None,  # no re-imports
         )
     kept = stored_indices(folder) if (folder / "index.json").is_file() else set()
     skipped = {}
@@ -179,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.size < 1:
         parser.error(f"--size must be a positive number of pixels, got {args.size}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("litdata").setLevel(logging.WARNING)  # its cache and mmap notes
     try:
         info = prepare(
             args.source,
