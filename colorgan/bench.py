@@ -10,7 +10,9 @@ Writes ``bench/results.json`` and ``bench/RESULTS.md`` (hardware, versions, date
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import platform
@@ -32,10 +34,18 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from colorgan.color import rgb_to_lab_normalized
 from colorgan.data.datamodule import ColorizationDataModule, DeviceBatches
-from colorgan.data.datasets import FolderDataset, TensorImageDataset
+from colorgan.data.datasets import TensorImageDataset
 from colorgan.data.images import find_images
+from colorgan.io import markdown_table, write_text_atomic
 from colorgan.module import ColorizationModule
-from colorgan.runtime import BF16_MIN_SPEEDUP, CANDIDATES, choose_precision, keep_freed_memory, resolve_precision
+from colorgan.runtime import (
+    BF16_MIN_SPEEDUP,
+    CANDIDATES,
+    choose_precision,
+    keep_freed_memory,
+    pick_device,
+    resolve_precision,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("limit", "lab", "step", "data", "epoch", "infer")
@@ -301,7 +311,12 @@ def time_training_steps(
 
 
 def part_step(
-    device: torch.device, quick: bool, repeats: int, models: list[str], variants: list[str]
+    device: torch.device,
+    quick: bool,
+    repeats: int,
+    models: list[str],
+    variants: list[str],
+    batch: int | None = None,
 ) -> list[dict[str, Any]]:
     """Each model's variants are timed in interleaved rounds (A, B, C, A, B, C, ...).
 
@@ -311,7 +326,7 @@ def part_step(
     """
     rows = []
     for name in models:
-        spec = dict(STEP_MODELS[name])
+        spec = dict(STEP_MODELS[name], **({"batch": batch} if batch else {}))
         if quick:
             spec.update(
                 size=32,
@@ -357,13 +372,16 @@ def part_step(
 
 
 def add_peak_fractions(rows: list[dict[str, Any]], limit: dict[str, float]) -> None:
-    """Achieved FLOP/s as a fraction of the measured fp32 (and, for bf16 variants, bf16) conv limit."""
+    """Achieved FLOP/s as a fraction of the measured fp32 (and, for bf16 variants, bf16) conv limit, and of the
+    bf16 matmul rate (a GPU's headline figure)."""
     peak, peak_bf16 = limit.get("conv3x3_fp32_gflops"), limit.get("conv3x3_bf16_gflops")
+    matmul_bf16 = limit.get("matmul_bf16_gflops")
     for row in rows:
         achieved = row.get("achieved_gflops")
         row["fraction_of_fp32_conv_peak"] = achieved / peak if achieved and peak else None
         bf16 = "bf16" in row["variant"]
         row["fraction_of_bf16_conv_peak"] = achieved / peak_bf16 if achieved and peak_bf16 and bf16 else None
+        row["fraction_of_bf16_matmul"] = achieved / matmul_bf16 if achieved and matmul_bf16 and bf16 else None
 
 
 def best_of(*limits: dict[str, float]) -> dict[str, float]:
@@ -372,20 +390,24 @@ def best_of(*limits: dict[str, float]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------- data
-def delivery_rate(loader: Any, device: torch.device, batches: int) -> float:
-    """Images/s that a loader hands to the step: fetch, move to the device, convert to Lab."""
+def delivery_rate(loader: Any, device: torch.device, batches: int, finish: Callable[[dict], torch.Tensor]) -> float:
+    """Images/s that a loader hands to the step: fetch, move to the device, then ``finish`` the batch there
+    (the data module's ``on_after_batch_transfer``: decoding where it happens on the device, Lab conversion)."""
     count, start = 0, None
     for i, batch in enumerate(loader):
         if i == 1:  # the first batch pays for worker start-up
             synchronize(device)
             start, count = time.perf_counter(), 0
-        rgb = batch["rgb"].to(device, non_blocking=True)
-        rgb_to_lab_normalized(rgb)
-        count += len(rgb)
+        batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        count += len(finish(batch))
         if i >= batches:
             break
     synchronize(device)
     return count / (time.perf_counter() - start) if start else float("nan")
+
+
+def to_lab(batch: dict[str, Any]) -> torch.Tensor:
+    return rgb_to_lab_normalized(batch["rgb"])[0]
 
 
 def load_cifar_or_synthetic(data_dir: Path | None, quick: bool) -> tuple[torch.Tensor, str]:
@@ -401,9 +423,69 @@ def fastest_step(step_rows: list[dict[str, Any]], model: str) -> float | None:
     return max((r["images_per_s"] for r in step_rows if r["model"] == model), default=None)
 
 
+def synthetic_photo_folder(root: Path, n: int) -> Path:
+    """train/ and val/ of photo-like 256 x 256 JPEGs, for machines without photos256."""
+    from PIL import Image
+
+    for split, count in (("train", n), ("val", max(2, n // 8))):
+        (root / split).mkdir(parents=True)
+        for i, image in enumerate(smooth_uint8_images(count, 256, torch.device("cpu"), seed=len(split))):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / split / f"{i}.jpg", quality=92)
+    return root
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Any:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def step_inputs(module: Any) -> dict[str, Callable[[dict], torch.Tensor]]:
+    """How far a batch on the device is taken: to uint8 RGB (shards on a GPU decode here) or on to Lab."""
+    decoded = getattr(module, "decoded", lambda batch: batch)
+    return {"rgb": lambda b: decoded(b)["rgb"], "lab": lambda b: module.on_after_batch_transfer(b, 0)["L"]}
+
+
+def photo_loaders(
+    folder_root: Path, shards_root: Path, size: int, batch: int, workers: int, device: torch.device
+) -> dict[str, tuple[Any, Any]]:
+    """The train split of the same photos through data=folder and data=shards, as (data module, loader)."""
+    from colorgan.data.datamodule import FolderDataModule
+    from colorgan.data.shards import ShardsDataModule
+
+    common = {"image_size": size, "batch_size": batch, "num_workers": workers}
+    decode = "device" if device.type == "cuda" else "workers"
+    modules = {
+        f"folder, {workers} workers": FolderDataModule(root=str(folder_root), **common),
+        f"shards, {workers} workers": ShardsDataModule(root=str(shards_root), decode=decode, **common),
+    }
+    for module in modules.values():
+        module.setup("fit")
+    return {name: (module, module.train_dataloader()) for name, module in modules.items()}
+
+
 def part_data(
-    device: torch.device, quick: bool, data_dir: Path | None, workers: int, step_rows: list[dict[str, Any]]
+    device: torch.device,
+    quick: bool,
+    data_dir: Path | None,
+    workers: int,
+    step_rows: list[dict[str, Any]],
+    rounds: int,
 ) -> list[dict[str, Any]]:
+    """CIFAR-10 batches, then photos: the folder loader against prepared shards of the same train split.
+
+    Each photo loader is timed twice: to uint8 RGB on the device (the data path itself: for shards on
+    a GPU that includes the nvJPEG decode) and to Lab (what the step receives; on a CPU the conversion
+    competes with the loader workers for the cores). With 0 workers the loading process works alone on
+    one thread, as a loader worker does: that row is the rate per worker. Loaders are timed in
+    interleaved rounds.
+    """
+    from colorgan.data.prepare import prepare
+
     rows = []
     cifar, source = load_cifar_or_synthetic(data_dir, quick)
     batches = 8 if quick else 100
@@ -413,7 +495,7 @@ def part_data(
     loader = DataLoader(TensorImageDataset(cifar, labels, flip=True), batch_size=batch, shuffle=True, drop_last=True)
     step_rate = fastest_step(step_rows, "cifar_unet32")
     for name, it in (("cifar10 on_device=true (default)", on_device), ("cifar10 DataLoader, per-item", loader)):
-        rate = delivery_rate(it, device, batches)
+        rate = delivery_rate(it, device, batches, to_lab)
         rows.append(
             {
                 "data": name,
@@ -425,39 +507,175 @@ def part_data(
             }
         )
 
-    folder_root = data_dir / "photos256" / "train" if data_dir else None
-    tmp = None
-    if quick or folder_root is None or not folder_root.is_dir():
-        from PIL import Image
-
-        tmp = tempfile.TemporaryDirectory()
-        folder_root = Path(tmp.name)
-        for i, image in enumerate(smooth_uint8_images(16 if quick else 64, 256, torch.device("cpu"))):
-            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder_root / f"{i}.jpg", quality=90)
-    files = find_images(folder_root)
+    photos = data_dir / "photos256" if data_dir else None
     size = 64 if quick else 256
-    step_rate = fastest_step(step_rows, "unet256")
+    with tempfile.TemporaryDirectory() as tmp:
+        if quick or photos is None or not (photos / "train").is_dir():
+            sources = {"synthetic JPEGs": synthetic_photo_folder(Path(tmp) / "photos", 24 if quick else 200)}
+        else:
+            sources = {str(photos): photos}
+        if not quick:  # the folder loader's cost grows with the originals; a prepared shard's does not
+            name, folder = next(iter(sources.items()))
+            sources[f"{name} enlarged to 640 x 480"] = enlarged_photo_folder(folder, Path(tmp) / "vga", (640, 480))
+        for n, (source, folder) in enumerate(sources.items()):
+            shards = Path(tmp) / f"shards{n}"
+            with contextlib.redirect_stderr(io.StringIO()):  # preparation's progress bars
+                prepare(folder, shards, size=round(size * 286 / 256), workers=workers)
+            rows += photo_rows(folder, shards, source, device, size, workers, step_rows, rounds, quick)
+    return rows
+
+
+def enlarged_photo_folder(source: Path, out: Path, size: tuple[int, int]) -> Path:
+    """Up to 240 train and 16 val photos of ``source`` as ``size`` JPEGs (quality 92): camera-like sizes."""
+    from PIL import Image
+
+    for split, limit in (("train", 240), ("val", 16)):
+        (out / split).mkdir(parents=True)
+        for path in find_images(source / split)[:limit]:
+            Image.open(path).convert("RGB").resize(size, Image.Resampling.BICUBIC).save(
+                out / split / path.name, quality=92
+            )
+    return out
+
+
+def photo_rows(
+    photos: Path,
+    shards: Path,
+    source: str,
+    device: torch.device,
+    size: int,
+    workers: int,
+    step_rows: list[dict[str, Any]],
+    rounds: int,
+    quick: bool,
+) -> list[dict[str, Any]]:
+    """The folder loader and the shards of the same photos, with 0 and ``workers`` workers, interleaved."""
     fbatch = 4 if quick else 16
-    fbatches = 3 if quick else max(4, min(20, len(files) // fbatch - 1))
+    n_train = json.loads((shards / "prepared.json").read_text())["splits"]["train"]["images"]
+    fbatches = 3 if quick else max(4, min(20, n_train // fbatch - 1))
+    rates: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for n_workers in sorted({0, workers}):
+            # 0 workers: the loading process alone, on one thread as a loader worker runs: the rate per worker
+            with torch_threads(1) if n_workers == 0 else contextlib.nullcontext():
+                for name, (module, loader) in photo_loaders(photos, shards, size, fbatch, n_workers, device).items():
+                    for what, finish in step_inputs(module).items():
+                        rates.setdefault((name, what), []).append(delivery_rate(loader, device, fbatches, finish))
+    step_rate = fastest_step(step_rows, "unet256")
+    rows = []
     for n_workers in sorted({0, workers}):
-        dataset = FolderDataset(files, image_size=size, load_size=round(size * 286 / 256), train=True)
-        loader = DataLoader(
-            dataset, batch_size=fbatch, shuffle=True, drop_last=True, num_workers=n_workers, persistent_workers=False
+        folder = {w: statistics.median(rates[(f"folder, {n_workers} workers", w)]) for w in ("rgb", "lab")}
+        for kind in ("folder", "shards"):
+            rate = {w: statistics.median(rates[(f"{kind}, {n_workers} workers", w)]) for w in ("rgb", "lab")}
+            rows.append(
+                {
+                    "data": f"{kind}, {n_workers} workers",
+                    "source": source,
+                    "batch": fbatch,
+                    "images_per_s": rate["lab"],
+                    "step_images_per_s": step_rate,
+                    "data_over_step": rate["lab"] / step_rate if step_rate else None,
+                    "rgb_images_per_s": rate["rgb"],
+                    "vs_folder_rgb": rate["rgb"] / folder["rgb"],
+                    "vs_folder_lab": rate["lab"] / folder["lab"],
+                }
+            )
+    return rows
+
+
+# ------------------------------------------------------------------------------- peer
+PEER_VARIANTS = ("fp32", "bf16-mixed", "default")
+
+
+@contextlib.contextmanager
+def peer_imports(peer_dir: Path, argv: list[str]) -> Any:
+    """The peer checkout importable (its top-level ``models``, ``options``, ``data``, ``util``), its CLI in argv."""
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.path.insert(0, str(peer_dir))
+    sys.argv = ["train.py", *argv]
+    try:
+        yield
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def build_peer(peer_dir: Path, batch: int, size: int, ngf: int, ndf: int, workdir: str) -> Any:
+    """The official pix2pix ``--model colorization`` (netG unet_256, PatchGAN), built by its own option parser."""
+    argv = ["--dataroot", workdir, "--checkpoints_dir", workdir, "--model", "colorization", "--netG", "unet_256"]
+    argv += ["--batch_size", str(batch), "--crop_size", str(size), "--load_size", str(round(size * 286 / 256))]
+    argv += ["--ngf", str(ngf), "--ndf", str(ndf)]
+    with peer_imports(peer_dir, argv), contextlib.redirect_stdout(io.StringIO()):
+        from models import create_model  # the peer's
+        from options.train_options import TrainOptions
+
+        opt = TrainOptions().gather_options()
+        opt.isTrain, opt.device = True, torch.device("cpu")
+        model = create_model(opt)
+    model.netG.cpu(), model.netD.cpu()  # it moves them to cuda:0 whenever CUDA exists; this comparison is on the CPU
+    return model
+
+
+def time_peer_steps(model: Any, bf16: bool, steps: int) -> list[float]:
+    """Seconds of each ``optimize_parameters`` (D + G) after one warm-up; bf16-mixed is Lightning's: autocast."""
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    times = []
+    with autocast:
+        for i in range(steps + 1):
+            start = time.perf_counter()
+            model.optimize_parameters()
+            if i:
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def part_peer(peer_dir: Path, quick: bool, rounds: int) -> dict[str, Any]:
+    """colorgan's D + G step against the official pix2pix colorization model's, same batch and image size, on
+    the CPU, in interleaved rounds (colorgan variant, peer, next variant, ...). The peer has one mode, fp32 in
+    NCHW, its default; its bf16-mixed is its step under ``torch.autocast(bfloat16)``, as Lightning runs ours."""
+    spec = dict(STEP_MODELS["unet256"])
+    ngf, ndf = (8, 8) if quick else (64, 64)
+    if quick:
+        spec.update(
+            batch=1, generator={**spec["generator"], "ngf": ngf}, discriminator={**spec["discriminator"], "ndf": ndf}
         )
-        rate = delivery_rate(loader, device, fbatches)
+    cpu = torch.device("cpu")
+    ours = {"fp32": "fp32", "bf16-mixed": "bf16-mixed", "default": default_step_variant(cpu)}
+    with tempfile.TemporaryDirectory() as workdir:
+        model = build_peer(peer_dir, spec["batch"], spec["size"], ngf, ndf, workdir)
+        L, ab = rgb_to_lab_normalized(smooth_uint8_images(spec["batch"], spec["size"], cpu))
+        model.set_input({"A": L, "B": ab, "A_paths": [], "B_paths": []})
+        times: dict[str, dict[str, list[float]]] = {v: {"colorgan": [], "peer": []} for v in PEER_VARIANTS}
+        for _ in range(rounds):
+            for variant in PEER_VARIANTS:
+                times[variant]["colorgan"] += time_training_steps(spec, STEP_VARIANTS[ours[variant]], cpu, 1, False)[0]
+                times[variant]["peer"] += time_peer_steps(model, variant == "bf16-mixed", 1)
+    rows = []
+    for variant in PEER_VARIANTS:
+        rate = {who: spec["batch"] / statistics.median(t) for who, t in times[variant].items()}
         rows.append(
             {
-                "data": f"folder, {n_workers} workers",
-                "source": str(folder_root) if not tmp else "synthetic JPEGs",
-                "batch": fbatch,
-                "images_per_s": rate,
-                "step_images_per_s": step_rate,
-                "data_over_step": rate / step_rate if step_rate else None,
+                "variant": variant,
+                "colorgan_runs": ours[variant],
+                "peer_runs": "fp32 (its default)" if variant == "default" else variant,
+                "colorgan_images_per_s": rate["colorgan"],
+                "peer_images_per_s": rate["peer"],
+                "colorgan_over_peer": rate["colorgan"] / rate["peer"],
+                "timed_steps_each": len(times[variant]["peer"]),
             }
         )
-    if tmp is not None:
-        tmp.cleanup()
-    return rows
+        print(f"  peer {variant:<11} colorgan / peer = {rows[-1]['colorgan_over_peer']:.2f}", flush=True)
+    return {
+        "peer_dir": str(peer_dir),
+        "commit": peer_commit(peer_dir),
+        "size": spec["size"],
+        "batch": spec["batch"],
+        "rows": rows,
+    }
+
+
+def peer_commit(peer_dir: Path) -> str | None:
+    proc = subprocess.run(["git", "-C", str(peer_dir), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return proc.stdout.strip() or None
 
 
 # -------------------------------------------------------------------------- precision
@@ -614,19 +832,16 @@ def part_infer(device: torch.device, quick: bool, repeats: int) -> list[dict[str
 
 
 # ----------------------------------------------------------------------------- report
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "_(not run)_\n"
-    keys = list(rows[0])
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return "" if value is None else str(value)
 
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-        return "" if v is None else str(v)
 
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+def table(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as a Markdown table; the columns are every key any row has, in order of appearance."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return markdown_table(keys, [[fmt(row.get(k)) for k in keys] for row in rows])
 
 
 def limit_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -637,11 +852,37 @@ def limit_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"measured": w, **m} for w, m in zip(when, measured)] + [{"measured": "used (best)", **results["limit"]}]
 
 
+def shards_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """One sentence per worker count: how much faster prepared shards feed the step than the folder loader."""
+    lines = []
+    for row in (r for r in rows if r["data"].startswith("shards")):
+        workers = row["data"].split(", ")[1]
+        per_worker = " (per worker: one process, one thread)" if workers == "0 workers" else ""
+        lines.append(
+            f"- {row['source']}, {workers}{per_worker}: shards deliver **{row['vs_folder_rgb']:.2f}x** the folder "
+            f"loader's images/s as uint8 RGB on the device, {row['vs_folder_lab']:.2f}x with the Lab conversion."
+        )
+    return ["## Shards against the folder loader (same photos, same workers)", "", *lines, ""] if lines else []
+
+
+def peer_section(peer: dict[str, Any] | None) -> list[str]:
+    if not peer:
+        return []
+    commit = f" at commit {peer['commit']}" if peer.get("commit") else ""
+    return [
+        "## colorgan against the official pix2pix (`--model colorization`, CPU)",
+        "",
+        f"D + G step of its `optimize_parameters` ({peer['peer_dir']}{commit}; netG unet_256, PatchGAN, options "
+        f"from its own parser) against colorgan's, batch {peer['batch']} at {peer['size']} x {peer['size']}, "
+        "timed in interleaved rounds. The peer runs fp32 NCHW by default; its bf16-mixed row is its step under "
+        "`torch.autocast(bfloat16)`, which is what Lightning's bf16-mixed does for colorgan.",
+        "",
+        table(peer["rows"]),
+    ]
+
+
 def write_report(results: dict[str, Any], out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out_dir / "results.json")
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2))
     hw = results["hardware"]
     md = [
         "# colorgan benchmark",
@@ -661,7 +902,12 @@ def write_report(results: dict[str, Any], out_dir: Path) -> None:
             results.get("lab", []),
         ),
         ("Training step, D + G (LightningModule code path)", results.get("step", [])),
-        ("Data delivery (images/s handed to the step, Lab conversion included)", results.get("data", [])),
+        (
+            "Data delivery (images/s handed to the step: `images_per_s` with the Lab conversion, "
+            "`rgb_images_per_s` the uint8 RGB on the device before it; `vs_folder_*`: shards / folder loader "
+            "with the same workers on the same photos)",
+            results.get("data", []),
+        ),
         ("Whole epoch through train.py", [results["epoch"]] if results.get("epoch") else []),
         ("Colorizing a photo", results.get("infer", [])),
     ]
@@ -681,12 +927,13 @@ def write_report(results: dict[str, Any], out_dir: Path) -> None:
                 "",
             ]
         rows = default_precision_rows(choice, results.get("step", []))
-        md += [markdown_table(rows)] if rows else []
+        md += [table(rows)] if rows else []
     for title, rows in sections:
         if rows:
-            md += [f"## {title}", "", markdown_table(rows)]
+            md += [f"## {title}", "", table(rows)]
+    md += shards_summary(results.get("data", [])) + peer_section(results.get("peer"))
     text = "\n".join(md)
-    (out_dir / "RESULTS.md").write_text(text)
+    write_text_atomic(out_dir / "RESULTS.md", text)
     print(text)
 
 
@@ -697,20 +944,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--variants", default=",".join(STEP_VARIANTS), help="training-step variants")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--step-batch", type=int, default=None, help="batch of the timed steps (default: per model)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     parser.add_argument("--compile-lab", action="store_true", help="also time the torch.compile'd conversion")
     parser.add_argument("--epoch-fraction", type=float, default=0.25, help="share of a CIFAR-10 epoch to run")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--data-dir", default=os.environ.get("COLORGAN_DATA_DIR", str(ROOT / "data")))
     parser.add_argument("--out", default=str(ROOT / "bench"))
+    parser.add_argument(
+        "--peer-dir",
+        type=Path,
+        default=None,
+        help="a checkout of junyanz/pytorch-CycleGAN-and-pix2pix: also time its colorization step against ours",
+    )
     args = parser.parse_args(argv)
     keep_freed_memory()  # as train.py does
 
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    device = pick_device(args.device)
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -729,13 +979,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "step" in parts:
         models = ["cifar_unet32"] if args.quick else args.models.split(",")
         variants = ["fp32", "channels_last"] if args.quick else args.variants.split(",")
-        results["step"] = part_step(device, args.quick, repeats, models, variants)
+        results["step"] = part_step(device, args.quick, repeats, models, variants, args.step_batch)
         if "limit" in parts:  # again after the long step part: the fractions use the better of the two
             results["limit_measurements"] = [results["limit"], part_limit(device, args.quick, repeats)]
             results["limit"] = best_of(*results["limit_measurements"])
         add_peak_fractions(results["step"], results.get("limit", {}))
     if "data" in parts:
-        results["data"] = part_data(device, args.quick, data_dir, args.workers, results.get("step", []))
+        results["data"] = part_data(device, args.quick, data_dir, args.workers, results.get("step", []), repeats)
+    if args.peer_dir is not None:
+        if not (args.peer_dir / "models" / "colorization_model.py").is_file():
+            parser.error(f"--peer-dir {args.peer_dir} is not a pytorch-CycleGAN-and-pix2pix checkout")
+        results["peer"] = part_peer(args.peer_dir.expanduser(), args.quick, repeats if not args.quick else 1)
     if "epoch" in parts:
         results["epoch"] = part_epoch(device, args.quick, data_dir, args.epoch_fraction, results.get("step", []))
     if "infer" in parts:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from colorgan import bench
+from tests.conftest import ROOT
 
 
 @pytest.mark.slow
@@ -42,14 +47,20 @@ def test_quick_benchmark_writes_results(data_dir, tmp_path):
     )
     assert all(r["timed_steps"] == 2 * 3 for r in step)  # 2 rounds (quick) x 3 steps at 32 x 32
 
-    assert {r["data"] for r in results["data"]} >= {"cifar10 on_device=true (default)", "folder, 0 workers"}
+    data = {r["data"]: r for r in results["data"]}
+    assert set(data) >= {"cifar10 on_device=true (default)", "folder, 0 workers", "shards, 0 workers"}
     assert all(r["images_per_s"] > 0 for r in results["data"])
+    shards, folder = data["shards, 0 workers"], data["folder, 0 workers"]
+    assert math.isclose(shards["vs_folder_rgb"], shards["rgb_images_per_s"] / folder["rgb_images_per_s"], rel_tol=1e-6)
+    assert folder["vs_folder_lab"] == 1.0 and shards["vs_folder_lab"] > 0
+    assert "peer" not in results  # no --peer-dir: the comparison with pix2pix is skipped
     assert results["epoch"]["epoch_wall_s"] > 0 and results["epoch"]["full_epoch_minutes_estimate"] > 0
     assert [r["mode"] for r in results["infer"]][:2] == ["full", "tiles"]
 
     report = (out / "RESULTS.md").read_text()
     for heading in ("Device limit", "Lab conversion", "Training step", "Data delivery", "Whole epoch", "Colorizing"):
         assert heading in report
+    assert "shards deliver **" in report and "official pix2pix" not in report
 
 
 def test_bench_reports_which_default_precision_auto_chose_and_why(tmp_path):
@@ -74,3 +85,44 @@ def test_bench_reports_which_default_precision_auto_chose_and_why(tmp_path):
     assert "50.0 ms vs channels_last 30.0 ms" in report  # the figures why
     assert "D + G step, unet256" in report and "| 0.692 |" in report  # 1.8 / 2.6: the steps agree
     assert json.loads((tmp_path / "results.json").read_text())["default_precision"]["precision"] == "32-true"
+
+
+PEER_DIR = os.environ.get("COLORGAN_PEER_DIR")  # a checkout of junyanz/pytorch-CycleGAN-and-pix2pix
+
+
+@pytest.mark.skipif(not PEER_DIR, reason="set COLORGAN_PEER_DIR to a pytorch-CycleGAN-and-pix2pix checkout")
+def test_bench_times_the_official_colorization_step_against_ours(tmp_path):
+    out = tmp_path / "bench"
+    results = bench.main(["--quick", "--parts", "lab", "--peer-dir", str(PEER_DIR), "--out", str(out)])
+    rows = {r["variant"]: r for r in results["peer"]["rows"]}
+    assert list(rows) == ["fp32", "bf16-mixed", "default"]
+    for row in rows.values():
+        assert row["peer_images_per_s"] > 0 and row["colorgan_images_per_s"] > 0 and row["timed_steps_each"] == 1
+        ratio = row["colorgan_images_per_s"] / row["peer_images_per_s"]
+        assert math.isclose(row["colorgan_over_peer"], ratio, rel_tol=1e-6)
+    assert "official pix2pix" in (out / "RESULTS.md").read_text()
+    assert not Path("checkpoints").exists()  # the peer's option parser wrote nothing beside us
+
+
+def run_gpu_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHON": sys.executable, "COLORGAN_BENCH_OUT": str(tmp_path / "out"), **env}
+    return subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu.sh"), *args], env=full_env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_gpu_script_refuses_without_cuda(tmp_path):
+    proc = run_gpu_script(tmp_path)
+    assert proc.returncode == 1 and "finds no CUDA GPU" in proc.stderr and "make bench" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_script_writes_its_report_from_the_bench(data_dir, tmp_path):
+    """Its parts on the CPU, tiny: the same command line as on a GPU, the report where it says."""
+    proc = run_gpu_script(tmp_path, "--quick", "--data-dir", str(data_dir), COLORGAN_BENCH_DEVICE="cpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (tmp_path / "out" / "RESULTS-gpu.md").read_text()
+    assert "fraction_of_bf16_matmul" in report and "shards, 0 workers" in report
+    results = json.loads((tmp_path / "out" / "results-gpu.json").read_text())
+    assert results["limit"]["matmul_bf16_gflops"] > 0 and "epoch" not in results

@@ -99,10 +99,7 @@ class FolderDataset(Dataset):
         return len(self.files)
 
     def _transform(self, img: Image.Image) -> torch.Tensor:
-        img = _clamp_aspect(img, MAX_ASPECT_RATIO)
-        scale = self.load_size / min(img.size)
-        size = (max(self.load_size, round(img.width * scale)), max(self.load_size, round(img.height * scale)))
-        img = img.resize(size, Image.Resampling.BICUBIC)
+        img = resize_shorter_side(img, self.load_size)
         crop = self.image_size
         if self.train:
             left, top = random.randint(0, img.width - crop), random.randint(0, img.height - crop)
@@ -145,6 +142,16 @@ class FolderDataset(Dataset):
 
 
 STOP_HINT = "data.on_bad_image=error; set data.on_bad_image=skip to skip such files"
+
+
+def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
+    """Bicubic resize to shorter side ``size`` after clamping the aspect ratio to 4:1 (the folder loader's
+    first step, and what ``python -m colorgan.data.prepare`` stores)."""
+    img = _clamp_aspect(img, MAX_ASPECT_RATIO)
+    scale = size / min(img.size)
+    return img.resize(
+        (max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.Resampling.BICUBIC
+    )
 
 
 def _clamp_aspect(img: Image.Image, max_ratio: float) -> Image.Image:
