@@ -178,7 +178,7 @@ def shard_overrides(shards: Path, *extra: str) -> list[str]:
         "data.batch_size=4",
         "model.generator.ngf=8",
         *TINY_MODEL,
-        "model.lambda_gan=0",
+        "model/discriminator=none",
         "logger=csv",
         "trainer.max_epochs=1",
         "trainer.limit_val_batches=0",
