@@ -398,7 +398,3 @@ def _unit_hash(text: str, seed: int) -> float:
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, key=str(seed).encode()).digest()
     return int.from_bytes(digest, "big") / 2**64
 
-
-def default_num_workers(limit: int = 8) -> int:
-    """Decoding workers for photo folders: one per core, leaving one for the main process."""
-    return max(0, min(limit, (os.cpu_count() or 1) - 1))
