@@ -118,6 +118,7 @@ def test_gpu_script_refuses_without_cuda(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_gpu_script_writes_its_report_from_the_bench(data_dir, tmp_path):
     """Its parts on the CPU, tiny: the same command line as on a GPU, the report where it says."""
     proc = run_gpu_script(tmp_path, "--quick", "--data-dir", str(data_dir), COLORGAN_BENCH_DEVICE="cpu")

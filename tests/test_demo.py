@@ -162,6 +162,7 @@ def answers(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_page_colorizes_an_upload_like_the_cli(demo_url, ckpt, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

@@ -224,6 +224,8 @@ def test_an_inception_file_of_the_wrong_kind_is_reported(run_eval, local_weights
     assert "not torch-fidelity's FID Inception-v3" in report["skipped"]["fid"]
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_ddp_scores_each_image_once_with_the_numbers_of_one_process(checkpoint, probe_file, data_dir, tmp_path):
     """Two CPU ranks over gloo, launched by evaluate.py as on GPUs: uneven shares (5 batches of at most 5 images)
     and the probe's feature sums are gathered, and rank 0 writes what one process would."""

@@ -242,6 +242,8 @@ class RankIds(Callback):
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.ids))
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_ddp_ranks_read_disjoint_parts_that_cover_the_epoch(shards, tmp_path):
     ranks = tmp_path / "ranks"
     overrides = shard_overrides(
