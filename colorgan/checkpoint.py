@@ -81,13 +81,18 @@ def _folder_message(folder: Path) -> str:
     return f"checkpoint {folder} is a folder, not a file; did you mean {found[0]}? (it holds {listing})"
 
 
+def has_weight_average(ckpt: dict[str, Any]) -> bool:
+    """Whether the run kept a moving average of its generator (``model.ema_decay``)."""
+    state = ckpt.get("state_dict")
+    return isinstance(state, dict) and any(k.startswith("generator_ema.module.") for k in state)
+
+
 def generator_state(ckpt: dict[str, Any], path: str | Path, ema: bool = True) -> dict[str, torch.Tensor]:
     """The generator's weights from a Lightning checkpoint: its weight average (``generator_ema.module.*``)
     when it has one and ``ema``, else the trained weights (``generator.*``)."""
     state = ckpt.get("state_dict")
     state = state if isinstance(state, dict) else {}
-    averaged = ema and any(k.startswith("generator_ema.module.") for k in state)
-    prefix = "generator_ema.module." if averaged else "generator."
+    prefix = "generator_ema.module." if ema and has_weight_average(ckpt) else "generator."
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not weights:
         raise CheckpointError(
@@ -163,14 +168,19 @@ def load_generator_weights(generator: nn.Module, path: str | Path) -> None:
 
 
 def load_generator(
-    path: str | Path, device: str | torch.device = "cpu", stochastic: bool | None = None, ema: bool = True
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    stochastic: bool | None = None,
+    ema: bool = True,
+    ckpt: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained generator for inference from its checkpoint alone, in eval mode.
 
     ``stochastic`` (None: the run's ``model.stochastic_inference``, off if unset) keeps dropout and
     noise inputs random, as pix2pix does at test time; off, every call gives the same colours.
+    ``ckpt``: the file's contents when the caller has read them already.
     """
-    ckpt = read_generator_source(path)
+    ckpt = read_generator_source(path) if ckpt is None else ckpt
     cfg = generator_config(ckpt, path)
     if "pretrained" in cfg:
         cfg["pretrained"] = False  # the checkpoint has the weights; never fetch ImageNet ones

@@ -30,7 +30,14 @@ from colorgan.inference import MODES, colorize_images, default_batch_size
 from colorgan.io import save_image_atomic
 from colorgan.places import check_output_folder
 from colorgan.runtime import pick_device
-from colorgan.video import VIDEO_EXTENSIONS, TemporalSmoothing, VideoError, colorize_video, is_earlier_video_output
+from colorgan.video import (
+    VIDEO_EXTENSIONS,
+    VIDEO_OUTPUT_SUFFIX,
+    TemporalSmoothing,
+    VideoError,
+    colorize_video,
+    is_earlier_video_output,
+)
 
 OUTPUT_SUFFIX = ".png"
 COLLISION_MARK = "_colorized"
@@ -75,6 +82,8 @@ def is_earlier_output(path: Path) -> bool:
     Only the PNG header is read. Marking the files themselves works wherever they lie, whatever
     ``--out`` the earlier run had, and names no file that a manifest could lose track of.
     """
+    if path.suffix.lower() == VIDEO_OUTPUT_SUFFIX:
+        return is_earlier_video_output(path)
     if path.suffix.lower() != OUTPUT_SUFFIX or not path.is_file():
         return False
     try:
@@ -145,11 +154,13 @@ def safe_output_path(out_dir: Path, relative: str | Path) -> Path:
 
 
 def _candidate_names(relative: Path) -> Iterator[Path]:
-    """``a.png``, then ``a_jpg.png`` (suffix kept), then each with ``_colorized`` appended, and so on."""
+    """``a.png``, then ``a_jpg.png`` (suffix kept), then each with ``_colorized`` appended, and so on
+    (``.mp4`` instead of ``.png`` for a video)."""
+    suffix = VIDEO_OUTPUT_SUFFIX if relative.suffix.lower() in VIDEO_EXTENSIONS else OUTPUT_SUFFIX
     stems = [relative.stem] + ([f"{relative.stem}_{relative.suffix[1:]}"] if relative.suffix else [])
     for marks in itertools.count():
         for stem in stems:
-            yield relative.with_name(f"{stem}{COLLISION_MARK * marks}{OUTPUT_SUFFIX}")
+            yield relative.with_name(f"{stem}{COLLISION_MARK * marks}{suffix}")
 
 
 def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeOutputPath]:
@@ -236,20 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def colorize_videos(
-    generator: nn.Module, videos: Sequence[Path], out_dir: Path, temporal: float | None, **settings: Any
+    generator: nn.Module,
+    jobs: Sequence[Job],
+    plan: dict[Job, Path | UnsafeOutputPath],
+    temporal: float | None,
+    **settings: Any,
 ) -> tuple[int, list[str]]:
-    """Colorize each video into ``out_dir/<name>.mp4``; returns (videos written, one message per failure)."""
+    """Colorize each video into its planned ``.mp4``; returns (videos written, one message per failure)."""
     failures: list[str] = []
-    for source in videos:
-        target = out_dir / f"{source.stem}.mp4"
-        if target.exists() and (target.resolve() == source.resolve() or not is_earlier_video_output(target)):
-            target = out_dir / f"{source.stem}{COLLISION_MARK}.mp4"  # never replace a file colorize did not write
+    for job in jobs:
+        source, target = job.source, plan[job]
         try:
-            if target.exists() and not is_earlier_video_output(target):
-                raise VideoError(f"{target} exists and was not written by colorgan-colorize")
+            if isinstance(target, UnsafeOutputPath):
+                raise target
             smoothing = TemporalSmoothing(strength=temporal) if temporal is not None else None
             summary = colorize_video(generator, source, target, temporal=smoothing, **settings)
-        except (VideoError, OSError) as err:
+        except (VideoError, UnsafeOutputPath, OSError) as err:
             _fail(f"skipped {source}: {err}", failures)
             continue
         tqdm.write(
@@ -258,7 +271,7 @@ def colorize_videos(
             f"(mean |delta ab| on still pixels, Lab units){', audio copied' if summary['audio'] else ''}",
             file=sys.stderr,
         )
-    return len(videos) - len(failures), failures
+    return len(jobs) - len(failures), failures
 
 
 def _fail(message: str, failures: list[str] | None = None) -> int:
@@ -367,15 +380,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     videos = [Path(i) for i in args.inputs if Path(i).suffix.lower() in VIDEO_EXTENSIONS and Path(i).is_file()]
     inputs = collect_inputs([i for i in args.inputs if Path(i) not in videos], args.out)
+    video_jobs = [Job(video, Path(video.name)) for video in videos]
+    plan = plan_outputs([*inputs.jobs, *video_jobs], args.out)  # one naming rule: no two outputs share a name
     videos_written, failures = colorize_videos(
-        generator, videos, args.out, size=size, mode=args.mode, temporal=args.temporal
+        generator, video_jobs, plan, size=size, mode=args.mode, temporal=args.temporal
     )
     for item in inputs.missing:
         _fail(f"{item}: no such file or folder, and no image matches it", failures)
     if inputs.earlier_outputs:
         _note(f"not reading {_earlier(inputs.earlier_outputs)} (outputs are never inputs)")
     settings = {"size": size, "mode": args.mode, "batch_size": args.batch_size, "overlap": args.overlap}
-    written, errors = colorize_files(generator, inputs.jobs, plan_outputs(inputs.jobs, args.out), **settings)
+    written, errors = colorize_files(generator, inputs.jobs, plan, **settings)
     failures += errors
     written += videos_written
     total = len(inputs.jobs) + len(inputs.missing) + len(videos)

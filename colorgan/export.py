@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from colorgan.checkpoint import CheckpointError, load_generator, read_generator_source
+from colorgan.checkpoint import CheckpointError, has_weight_average, load_generator, read_generator_source
 from colorgan.io import replacing
 from colorgan.model_folder import save_model_folder
 from colorgan.places import check_output_file, check_output_folder
@@ -240,9 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def export_folder(args: argparse.Namespace) -> str:
     """``--format folder``: write the model folder, then check it rebuilds the same generator, tensor for tensor."""
     check_output_folder(args.out)
-    ckpt = read_generator_source(args.ckpt)
-    averaged = not args.raw_weights and any(k.startswith("generator_ema.") for k in ckpt.get("state_dict", {}))
-    generator, hparams = load_generator(args.ckpt, "cpu", ema=not args.raw_weights)
+    ckpt = read_generator_source(args.ckpt)  # read once: which weights it holds, then the generator
+    averaged = not args.raw_weights and has_weight_average(ckpt)
+    generator, hparams = load_generator(args.ckpt, "cpu", ema=not args.raw_weights, ckpt=ckpt)
     metrics = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
     weights = "the moving average of the generator's weights" if averaged else "the trained weights"
     save_model_folder(generator, hparams, args.out, weights=weights, metrics=metrics, samples=args.samples)

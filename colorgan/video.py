@@ -35,6 +35,7 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
 STATIC_L = 1.0  # L* units: a pixel this still between two frames should keep its colour
 FRAMES_PER_BATCH = 8
 OUTPUT_MARK = "colorgan-colorize"  # in the mp4's comment tag of every output
+VIDEO_OUTPUT_SUFFIX = ".mp4"
 
 
 class VideoError(ValueError):
@@ -51,6 +52,8 @@ def _av():  # PyAV is an optional dependency, imported when a video is asked for
 
 def is_earlier_video_output(path: Path) -> bool:
     """An mp4 this command wrote (its comment tag names colorgan-colorize): safe to replace."""
+    if not path.is_file():
+        return False
     try:
         with _av().open(str(path)) as container:
             return str(container.metadata.get("comment", "")).startswith(OUTPUT_MARK)

@@ -104,8 +104,17 @@ def test_a_file_the_command_did_not_write_is_never_replaced(clip, tmp_path):
     (out / "clip.mp4").write_bytes(b"someone else's film")
     assert main([str(clip), "--ckpt", str(ckpt), "--out", str(out)]) == 0
     assert (out / "clip.mp4").read_bytes() == b"someone else's film"
-    assert len(frames_of(out / "clip_colorized.mp4")) == 20
-    before = (out / "clip_colorized.mp4").stat().st_mtime_ns
+    assert len(frames_of(out / "clip_mp4.mp4")) == 20
+    before = (out / "clip_mp4.mp4").stat().st_mtime_ns
     assert main([str(clip), "--ckpt", str(ckpt), "--out", str(out)]) == 0  # its own output is replaced
-    assert (out / "clip_colorized.mp4").stat().st_mtime_ns != before
-    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "clip_colorized.mp4"]
+    assert (out / "clip_mp4.mp4").stat().st_mtime_ns != before
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "clip_mp4.mp4"]
+
+
+def test_two_videos_of_the_same_name_get_two_outputs(clip, tmp_path):
+    ckpt = save_checkpoint(TINY_UNET, tmp_path / "tiny.ckpt")
+    other = tmp_path / "clip.mov"
+    other.write_bytes(clip.read_bytes())  # the same stem, another container name
+    out = tmp_path / "out"
+    assert main([str(clip), str(other), "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "clip_mov.mp4"]
