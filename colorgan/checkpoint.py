@@ -12,7 +12,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from colorgan.io import UnreadableFile, load_torch_file, save_torch_atomic
-from colorgan.model_folder import is_model_folder, load_as_checkpoint
+from colorgan.model_folder import is_model_folder, load_as_checkpoint, resolve_model_path
 from colorgan.models import build_generator, set_stochastic_inference
 
 # Lightning's own names for ``trainer.fit(ckpt_path=...)``, resolved by Lightning itself.
@@ -148,7 +148,8 @@ def widen_for_noise_inputs(weights: dict[str, torch.Tensor], generator: nn.Modul
 
 
 def read_generator_source(path: str | Path) -> dict[str, Any]:
-    """A training checkpoint, or a model folder (colorgan-export --format folder) in the same shape."""
+    """A training checkpoint, or a model folder (colorgan-export --format folder, or a shipped one by name)."""
+    path = resolve_model_path(path)
     return load_as_checkpoint(path) if is_model_folder(path) else load_checkpoint(path)
 
 

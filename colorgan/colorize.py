@@ -28,6 +28,8 @@ from colorgan.data import images as image_io
 from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images
 from colorgan.inference import MODES, colorize_images, default_batch_size
 from colorgan.io import save_image_atomic
+from colorgan.model_folder import shipped_models
+from colorgan.models import set_temperature
 from colorgan.places import check_output_folder
 from colorgan.runtime import pick_device
 from colorgan.video import (
@@ -185,6 +187,7 @@ def plan_outputs(jobs: Sequence[Job], out_dir: Path) -> dict[Job, Path | UnsafeO
 
 
 # ----------------------------------------------------------------------------- command line
+SHIPPED = ", ".join(shipped_models()) or "none installed"
 HELP = "Colorize photos of any size with a trained colorgan generator, keeping their own L."
 EPILOG = f"""\
 inputs: image files, folders (searched recursively) and globs ("photos/**/*.jpg"); from folders and
@@ -222,7 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or video files")
-    parser.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
+    parser.add_argument(
+        "--ckpt", required=True, help=f"a checkpoint written by train.py, a model folder, or a shipped model: {SHIPPED}"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="classification models: annealed-mean T, lower is more vivid (default: the model's own, e.g. 0.38)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     parser.add_argument("--mode", choices=MODES, default="full", help="full (default) or tiles, see below")
     parser.add_argument("--size", type=int, default=None, help="side the model works at (default: its training size)")
@@ -372,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_output_folder(args.out)  # before the model is loaded
         generator, hparams = load_generator(args.ckpt, pick_device(args.device))
+        if not set_temperature(generator, args.temperature) and args.temperature is not None:
+            return _fail(f"--temperature applies to classification models; {args.ckpt} regresses ab directly")
     except (CheckpointError, ValueError, RuntimeError) as err:  # OutputPlaceError is a ValueError
         return _fail(str(err))
     size = args.size or (hparams.get("generator") or {}).get("image_size")

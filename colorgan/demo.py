@@ -28,6 +28,7 @@ from colorgan.checkpoint import CheckpointError, load_generator
 from colorgan.colorize import reduced_note, save_colorized
 from colorgan.data.images import BadImageError, decode_image
 from colorgan.inference import MODES, GrayBaseline, colorize_image
+from colorgan.models import ColorBinsGenerator, set_temperature
 from colorgan.models.layers import STOCHASTIC_MODULES
 from colorgan.runtime import DeviceUnavailable, pick_device
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import gradio as gr
 
 PROG = "colorgan-demo"
+DEFAULT_MODEL = "cifar10-colourful"  # shipped in colorgan/pretrained: the page works before any training
 
 
 class Colorized(NamedTuple):
@@ -119,6 +121,7 @@ def build_app(generator: nn.Module, size: int, examples: list[Path]) -> gr.Block
     import gradio as gr
 
     stochastic = samples_colours(generator)
+    default_temperature = generator.temperature if isinstance(generator, ColorBinsGenerator) else None
     one_at_a_time = threading.Lock()  # the generator and torch's seed are shared by every visitor
 
     with gr.Blocks(title="colorgan", analytics_enabled=False, delete_cache=(1800, 3600)) as app:
@@ -135,6 +138,15 @@ def build_app(generator: nn.Module, size: int, examples: list[Path]) -> gr.Block
                     "`tiles`: overlapping windows at full resolution, blended."
                 )
                 seed = gr.Number(value=0, precision=0, label="seed", visible=stochastic, elem_id="seed")
+                temperature = gr.Slider(
+                    0.05,
+                    1.0,
+                    value=default_temperature or 0.38,
+                    step=0.01,
+                    label="temperature (lower: more vivid colours; 1: the safe average)",
+                    visible=default_temperature is not None,
+                    elem_id="temperature",
+                )
                 another = gr.Button("another sample", visible=stochastic, elem_id="another")
                 download = gr.DownloadButton("download PNG (full resolution)", elem_id="download")
                 gr.Examples([[str(p)] for p in examples], inputs=[upload], label="examples (drawn scenes)")
@@ -143,11 +155,12 @@ def build_app(generator: nn.Module, size: int, examples: list[Path]) -> gr.Block
             colour = gr.Image(label="colorized", elem_id="colorized", **shown)
             slider = gr.ImageSlider(label="before / after", elem_id="slider", **shown)
 
-        def run(path: str | None, mode_name: str, seed_value: float | None) -> tuple:
+        def run(path: str | None, mode_name: str, seed_value: float | None, t: float | None) -> tuple:
             if path is None:
                 return None, None, None, None
             chosen_seed = int(seed_value or 0) if stochastic else None
             with one_at_a_time, tempfile.TemporaryDirectory(prefix="colorgan-demo-") as folder:
+                set_temperature(generator, float(t) if t and default_temperature is not None else None)
                 try:
                     result = colorize_upload(path, generator, size, mode_name, chosen_seed, Path(folder))
                 except BadImageError as err:
@@ -157,8 +170,8 @@ def build_app(generator: nn.Module, size: int, examples: list[Path]) -> gr.Block
                 gr.Warning(result.note)
             return served[0], served[1], tuple(served), served[1]
 
-        inputs, outputs = [upload, mode, seed], [gray, colour, slider, download]
-        for event in (upload.change, mode.change, seed.submit):
+        inputs, outputs = [upload, mode, seed, temperature], [gray, colour, slider, download]
+        for event in (upload.change, mode.change, seed.submit, temperature.release):
             event(run, inputs, outputs)
         another.click(lambda s: int(s or 0) + 1, seed, seed).then(run, inputs, outputs)
     return app
@@ -169,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A local web page that colorizes uploaded photos with a trained colorgan generator.",
     )
-    parser.add_argument("--ckpt", required=True, help="a checkpoint written by train.py (or colorgan-export compact)")
+    parser.add_argument(
+        "--ckpt",
+        default=DEFAULT_MODEL,
+        help=f"a checkpoint written by train.py, a model folder, or a shipped model (default {DEFAULT_MODEL})",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")

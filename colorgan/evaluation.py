@@ -31,7 +31,7 @@ from colorgan.fid import INCEPTION_URL, FeatureStats, FrechetReference, build_in
 from colorgan.inference import GrayBaseline
 from colorgan.io import WeightsUnavailable, find_weights, save_image_atomic, write_text_atomic
 from colorgan.metrics import PER_IMAGE_METRICS, Rendered, build_lpips, colorfulness, lpips_backbone_url, lpips_per_image
-from colorgan.models import set_stochastic_inference
+from colorgan.models import AtTemperature, ColorBinsGenerator, set_stochastic_inference
 from colorgan.probe import TRAIN_COMMAND, ProbeError, ProbeNet, load_probe
 from colorgan.report import format_table, skipped_summary, write_report
 from colorgan.runtime import pick_device
@@ -228,6 +228,27 @@ def checkpoint_label(path: str | Path) -> str:
     return f"{run}/{path.stem}" if run else path.stem
 
 
+def at_temperatures(label: str, generator: nn.Module, temperatures: Any) -> dict[str, nn.Module]:
+    """One candidate per annealed-mean temperature of a classification generator (``eval.temperatures``).
+
+    They share the weights, so one run of evaluate.py gives the model's PSNR-versus-colourfulness
+    curve; a regression generator, or no temperatures, is one candidate under its own label.
+    """
+    if not temperatures or not isinstance(generator, ColorBinsGenerator):
+        return {label: generator}
+    values = [
+        float(t) for t in (temperatures if isinstance(temperatures, (list, tuple, ListConfig)) else [temperatures])
+    ]
+    return {f"{label}@T={t:g}": AtTemperature(generator, t) for t in values}
+
+
+def scored_split(ecfg: Any) -> str:
+    split = str(ecfg.get("split", "test"))
+    if split not in ("test", "val"):
+        raise ValueError(f"eval.split must be test or val, got {split!r}")
+    return split
+
+
 def as_path_list(value: Any) -> list[str]:
     if value is None:
         raise ValueError("ckpt_path is required: python evaluate.py ckpt_path=PATH (or ckpt_path=[A,B])")
@@ -317,9 +338,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trained_size = hparams.get("generator", {}).get("image_size")
         if trained_size and trained_size != cfg.data.image_size:
             log.warning("%s was trained at %s px but data.image_size=%s", path, trained_size, cfg.data.image_size)
-        generators[checkpoint_label(path)] = generator
+        generators.update(at_temperatures(checkpoint_label(path), generator, ecfg.get("temperatures")))
 
     datamodule = hydra.utils.instantiate(cfg.data)
+    scored = scored_split(ecfg)
+    if scored == "val":
+        datamodule.score_validation_split()
     backends = load_backends(ecfg, list(getattr(datamodule, "class_names", None) or []) or None)
     per_class_mode = _mode(ecfg.get("per_class", "auto"), "eval.per_class")
     module = EvaluationModule(
@@ -333,7 +357,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         backends.skipped["per_class"] = "per-class results skipped: this test split has no class labels"
 
     skipped = skipped_images(datamodule)
-    split = datamodule.split_description("test") if hasattr(datamodule, "split_description") else "test"
+    split = datamodule.split_description(scored) if hasattr(datamodule, "split_description") else scored
     protocol = {
         "split": split,
         "resize": _resize_protocol(datamodule, cfg.data.image_size),

@@ -24,7 +24,8 @@ from torch import nn
 
 from colorgan.checkpoint import CheckpointError, has_weight_average, load_generator, read_generator_source
 from colorgan.io import replacing
-from colorgan.model_folder import save_model_folder
+from colorgan.model_folder import save_model_folder, stored
+from colorgan.models import set_temperature
 from colorgan.places import check_output_file, check_output_folder
 
 FORMATS = ("onnx", "torchscript", "compact", "folder")
@@ -199,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-verify", action="store_true", help="skip running the written file against PyTorch")
     parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="classification models: the annealed-mean T the export decodes with (default: the model's own)",
+    )
+    parser.add_argument(
+        "--fp16", action="store_true", help="folder: store the weights in fp16 (half the size; default float32)"
+    )
+    parser.add_argument(
         "--deterministic",
         action="store_true",
         help="export a generator trained with model.stochastic_inference=true in its deterministic form "
@@ -216,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             check_output_file(args.out, example=EXAMPLE_NAMES[args.format])
             generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False, ema=not args.raw_weights)
+            hparams = with_temperature(generator, hparams, args.temperature, args.ckpt)
             if hparams.get("stochastic_inference") and not args.deterministic:
                 raise ExportError(
                     f"{args.ckpt} samples colours at inference (model.stochastic_inference=true: dropout and noise "
@@ -243,13 +254,25 @@ def export_folder(args: argparse.Namespace) -> str:
     ckpt = read_generator_source(args.ckpt)  # read once: which weights it holds, then the generator
     averaged = not args.raw_weights and has_weight_average(ckpt)
     generator, hparams = load_generator(args.ckpt, "cpu", ema=not args.raw_weights, ckpt=ckpt)
+    hparams = with_temperature(generator, hparams, args.temperature, args.ckpt)
     metrics = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
     weights = "the moving average of the generator's weights" if averaged else "the trained weights"
-    save_model_folder(generator, hparams, args.out, weights=weights, metrics=metrics, samples=args.samples)
+    half = args.fp16
+    save_model_folder(generator, hparams, args.out, weights=weights, metrics=metrics, samples=args.samples, half=half)
     rebuilt, _ = load_generator(args.out, "cpu")
-    if not all(torch.equal(a, b) for a, b in zip(generator.state_dict().values(), rebuilt.state_dict().values())):
+    pairs = zip(generator.state_dict().values(), rebuilt.state_dict().values())
+    if not all(torch.equal(stored(a, half).to(b.dtype), b) for a, b in pairs):
         raise ExportError(f"{args.out} does not rebuild the generator of {args.ckpt}")
-    return f"model.safetensors, config.json, README.md; {weights}"
+    return f"model.safetensors ({'fp16' if half else 'fp32'}), config.json, README.md; {weights}"
+
+
+def with_temperature(generator: nn.Module, hparams: dict, temperature: float | None, ckpt: str) -> dict:
+    """``--temperature``: decode with T from now on, and record it where the exported settings are read."""
+    if temperature is None:
+        return hparams
+    if not set_temperature(generator, temperature):
+        raise ExportError(f"--temperature applies to classification models; {ckpt} regresses ab directly")
+    return {**hparams, "generator": {**(hparams.get("generator") or {}), "temperature": temperature}}
 
 
 if __name__ == "__main__":

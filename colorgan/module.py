@@ -13,10 +13,11 @@ from torchmetrics import MeanMetric
 
 from colorgan.batchnorm import BatchNormSnapshot, running_stats_frozen
 from colorgan.checkpoint import load_generator_weights
+from colorgan.color import rgb_to_lab_normalized
 from colorgan.ema import GeneratorEMA
-from colorgan.losses import GANLoss
+from colorgan.losses import ColorBinLoss, GANLoss
 from colorgan.metrics import PER_IMAGE_METRICS, Rendered
-from colorgan.models import build_discriminator, build_generator, set_stochastic_inference
+from colorgan.models import ColorBinsGenerator, build_discriminator, build_generator, set_stochastic_inference
 from colorgan.realism import REALISM_METRICS, RealismScore
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 # The reconstruction term weighted by lambda_l1: pix2pix's L1 (the median colour: sharper, more
 # saturated), or L2 (the mean colour: what PSNR rewards, more desaturated).
 RECON_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
+PRIOR_IMAGES = 20_000  # training images whose colours make the rebalancing prior (Zhang et al. use all of ImageNet's)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -78,6 +80,7 @@ class ColorizationModule(LightningModule):
         realism_probe: str | None = None,
         recon_loss: str = "l1",
         ema_decay: float | None = None,
+        rebalance: float = 0.5,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full Hydra config is logged instead
@@ -89,6 +92,9 @@ class ColorizationModule(LightningModule):
         if recon_loss not in RECON_LOSSES:
             raise ValueError(f"model.recon_loss must be one of {sorted(RECON_LOSSES)}, got {recon_loss!r}")
         self.recon_loss = RECON_LOSSES[recon_loss]
+        # head=classification: the reconstruction term is Zhang et al.'s rebalanced cross-entropy over ab bins
+        is_bins = isinstance(self.generator, ColorBinsGenerator)
+        self.bin_loss = ColorBinLoss(self.generator.bins * 1.0, rebalance=rebalance) if is_bins else None
         # val/<name>: the per-image metrics of evaluate.py, on the same rendered uint8 pictures
         self.val_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in PER_IMAGE_METRICS})
         self.val_psnr_gray = MeanMetric()  # the gray baseline on the same images: the PSNR guard's bar
@@ -189,7 +195,11 @@ class ColorizationModule(LightningModule):
         opt_g, opt_d = optimizers if isinstance(optimizers, list) else (optimizers, None)
         for name, net in self.networks().items():
             self.batchnorm_before_step[name].take(net)
-        fake = self.generator(L)
+        if self.bin_loss is not None:
+            logits = self.generator.logits(L)
+            fake = self.generator.decode(logits, L.shape[-2:])
+        else:
+            fake = self.generator(L)
         losses: dict[str, torch.Tensor] = {}
         stepped = []
 
@@ -207,7 +217,10 @@ class ColorizationModule(LightningModule):
                 with running_stats_frozen(self.discriminator):  # D's statistics are D's step's
                     g_gan = self.gan_loss.generator(self.discriminator(L, fake))
             g_l1 = F.l1_loss(fake.float(), ab)
-            g_rec = g_l1 if self.recon_loss is F.l1_loss else self.recon_loss(fake.float(), ab)
+            if self.bin_loss is not None:
+                g_rec = self.bin_loss(logits, ab)
+            else:
+                g_rec = g_l1 if self.recon_loss is F.l1_loss else self.recon_loss(fake.float(), ab)
             g_loss = self.hparams.lambda_gan * g_gan + self.hparams.lambda_l1 * g_rec
             stepped.append(self._step("generator", opt_g, g_loss))
         if stepped[-1] and self.generator_ema is not None:
@@ -265,6 +278,23 @@ class ColorizationModule(LightningModule):
 
     def on_fit_start(self) -> None:
         self.realism.setup(self.device)
+        if self.bin_loss is not None and not self.bin_loss.has_prior:
+            self._count_colour_prior()
+
+    @torch.no_grad()
+    def _count_colour_prior(self) -> None:
+        """Count the training set's ab bins once (a resume restores them from the checkpoint)."""
+        seen = 0
+        for batch in self.trainer.datamodule.train_dataloader():
+            _, ab = rgb_to_lab_normalized(batch["rgb"].to(self.device))
+            self.bin_loss.count(ab)
+            seen += len(ab)
+            if seen >= PRIOR_IMAGES:
+                break
+        counts = self.trainer.strategy.reduce(self.bin_loss.counts, reduce_op="sum")  # every rank's images
+        self.bin_loss.counts.copy_(counts)
+        used = int((self.bin_loss.counts > 0).sum())
+        log.info("colour prior from %d images: %d of %d ab bins used", seen, used, len(self.bin_loss.counts))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Score the rendered uint8 pictures; return the first ``num_samples`` of them for the sample grid."""

@@ -23,6 +23,8 @@ from colorgan.probe import ProbeError, predict, save_probe, train_probe
 from colorgan.training import train
 from tests.cli import output, run_script
 from tests.conftest import CONF, train_overrides
+from tests.test_colorize import save_checkpoint
+from tests.test_inference import TINY_UNET
 
 PER_IMAGE = {"psnr", "ssim", "l1_ab", "delta_e", "colorfulness", "delta_cf"}
 
@@ -245,3 +247,19 @@ def test_ddp_scores_each_image_once_with_the_numbers_of_one_process(checkpoint, 
         for metric, values in one["per_class"]["models"][name].items():
             assert two["per_class"]["models"][name][metric] == pytest.approx(values, rel=1e-6), (name, metric)
     assert two["ground_truth"] == pytest.approx(one["ground_truth"], rel=1e-6)
+
+
+def test_the_validation_split_can_be_scored_instead_of_the_test_split(run_eval):
+    report, _ = run_eval("eval.split=val", "data.val_size=16")
+    assert report["num_images"] == 16 and report["split"].startswith("val: 16 images held out of the CIFAR-10 train")
+    with pytest.raises(ValueError, match=r"eval\.split must be test or val"):
+        run_eval("eval.split=train")
+
+
+def test_a_classification_model_is_scored_at_each_temperature(run_eval, tmp_path):
+    (tmp_path / "run").mkdir()
+    ckpt = save_checkpoint({**TINY_UNET, "head": "classification"}, tmp_path / "run" / "bins.ckpt")
+    report, _ = run_eval("eval.temperatures=[0.2,1.0]", ckpt=str(ckpt))
+    assert set(report["models"]) == {"gray", "run/bins@T=0.2", "run/bins@T=1"}
+    vivid, mean = report["models"]["run/bins@T=0.2"], report["models"]["run/bins@T=1"]
+    assert vivid["colorfulness"] != mean["colorfulness"]

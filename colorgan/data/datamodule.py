@@ -76,6 +76,12 @@ class ColorizationDataModule(LightningDataModule):
         dataset = {"train": self.train_set, "val": self.val_set, "test": self.test_set}[split]
         return f"{split}: {len(dataset):,} images" if dataset is not None else split
 
+    def score_validation_split(self) -> None:
+        """Hand the validation split out as the test loader: evaluate.py ``eval.split=val`` chooses settings
+        (a temperature, a checkpoint) there, so the test split is scored once, for the report."""
+        self.setup("fit")
+        self.test_set = self.val_set
+
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         L, ab = rgb_to_lab_normalized(batch["rgb"], compiled=self.compile_lab)
         return {**batch, "L": L, "ab": ab}
@@ -101,9 +107,11 @@ class DeviceBatches:
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
+        translate: int = 0,
     ) -> None:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.flip, self.drop_last = batch_size, shuffle, flip, drop_last
+        self.translate = translate
         self.rank, self.world_size, self.seed, self.epoch = rank, world_size, seed, 0
 
     def _num_batches(self) -> int:
@@ -131,7 +139,26 @@ class DeviceBatches:
             if self.flip:
                 flip = torch.rand(len(idx), device=device) < 0.5
                 images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            if self.translate:
+                images = random_translate(images, self.translate)
             yield {"rgb": images, "label": self.labels.index_select(0, idx)}
+
+
+def random_translate(images: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Shift each image by up to ``pixels`` in x and y, filling from a reflection: the random crop of a
+    reflect-padded image, as CIFAR classifiers train, batched on the images' device.
+
+    The small U-Net memorises CIFAR-10's 45,000 images within a few epochs; shifted copies are new
+    inputs with the same colours, so it has to learn colour from content rather than position.
+    """
+    b, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images.float(), (pixels, pixels, pixels, pixels), mode="reflect")
+    dy, dx = (torch.randint(0, 2 * pixels + 1, (b,), device=images.device) for _ in range(2))
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    batch = torch.arange(b, device=images.device)[:, None, None, None]
+    channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols].to(images.dtype)
 
 
 class CIFAR10DataModule(ColorizationDataModule):
@@ -147,13 +174,19 @@ class CIFAR10DataModule(ColorizationDataModule):
         flip: bool = True,
         download: bool = True,
         on_device: bool = True,
+        translate: int = 0,
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**{"image_size": 32, **loader_kwargs})
+        if not 0 <= translate < 16:
+            raise ValueError(f"data.translate must be in [0, 15] pixels, got {translate}")
+        if translate and not on_device:
+            raise ValueError("data.translate needs data.on_device=true (the shifts are made on the device)")
         self.data_dir = data_dir
         self.val_size = val_size
         self.split_seed = split_seed
         self.flip = flip
+        self.translate = translate
         self.download = download
         self.on_device = on_device
 
@@ -174,6 +207,7 @@ class CIFAR10DataModule(ColorizationDataModule):
             rank=trainer.global_rank if (trainer is not None and train) else 0,
             world_size=trainer.world_size if (trainer is not None and train) else 1,
             seed=self.split_seed,
+            translate=self.translate if train else 0,
         )
 
     def train_dataloader(self) -> Any:

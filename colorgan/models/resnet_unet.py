@@ -73,6 +73,7 @@ class ResNet18UNet(nn.Module):
     With ``pretrained=True`` the ImageNet RGB stem filters are summed into one L filter, so a
     gray image excites the stem as its RGB copy would. Extra noise channels start at zero.
     Inputs of any size are padded to a multiple of 32 and the output is cropped back.
+    ``out_channels``: 2 is ab through tanh; more is one raw logit per colour bin at half size (``head=classification``).
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class ResNet18UNet(nn.Module):
         dropout: float = 0.0,
         noise_channels: int = 0,
         noise: str = "pixel",
+        out_channels: int = 2,
     ) -> None:
         super().__init__()
         if image_size < 32:
@@ -107,8 +109,12 @@ class ResNet18UNet(nn.Module):
         self.up3 = UpBlock(256, 128, 128, norm, dropout)
         self.up2 = UpBlock(128, 64, 64, norm)
         self.up1 = UpBlock(64, 64, 64, norm)
-        self.up0 = UpBlock(64, stem_in, 32, norm)
-        self.head = nn.Sequential(nn.Conv2d(32, 2, 1), nn.Tanh())
+        # ab: up to full size, through tanh; bin logits: at half size, as Zhang et al. (chroma is smooth)
+        self.output_stride = 1 if out_channels == 2 else 2
+        self.up0 = UpBlock(64, stem_in, 32, norm) if out_channels == 2 else nn.Identity()
+        head_in = 32 if out_channels == 2 else 64
+        activation = nn.Tanh() if out_channels == 2 else nn.Identity()
+        self.head = nn.Sequential(nn.Conv2d(head_in, out_channels, 1), activation)
         for decoder_part in (self.up4, self.up3, self.up2, self.up1, self.up0, self.head):
             init_pix2pix_weights(decoder_part)
 
@@ -118,6 +124,7 @@ class ResNet18UNet(nn.Module):
         for stage in (self.stem, self.layer1, self.layer2, self.layer3):
             skips.append(stage(skips[-1]))
         x = self.layer4(skips[-1])
-        for up, skip in zip((self.up4, self.up3, self.up2, self.up1, self.up0), reversed(skips)):
+        ups = (self.up4, self.up3, self.up2, self.up1, self.up0)[: 5 if self.output_stride == 1 else 4]
+        for up, skip in zip(ups, reversed(skips)):
             x = up(x, skip)
-        return crop_center(self.head(x), size)
+        return crop_center(self.head(x), tuple(-(-n // self.output_stride) for n in size))
