@@ -147,6 +147,13 @@ def test_probe_accuracy_and_fid_probe_for_truth_gray_and_models(run_eval, probe_
         assert math.isfinite(row["fid_probe"]) and row["fid_probe"] >= 0
         assert "probe_accuracy" in report["per_class"]["models"][name]
     assert report["probe"]["trained"] == {"test_accuracy": 0.1}
+    gap = accuracy["truth"] - accuracy["gray"]
+    if gap > 0:  # the share of the gray-to-truth gap each model's colours recover
+        assert report["models"]["gray"]["probe_gap"] == 0
+        expected = (accuracy["run/last"] - accuracy["gray"]) / gap
+        assert report["models"]["run/last"]["probe_gap"] == pytest.approx(expected)
+    else:
+        assert math.isnan(report["models"]["run/last"]["probe_gap"])
     text = (out / "report.md").read_text()
     assert "Semantic test" in text and "not comparable to Inception FID" in text
 
