@@ -26,6 +26,7 @@ from torchmetrics import CatMetric
 
 from colorgan.checkpoint import load_generator
 from colorgan.color import AB_SCALE
+from colorgan.config_checks import check_value_types
 from colorgan.data.datasets import drop_skipped
 from colorgan.fid import INCEPTION_URL, FeatureStats, FrechetReference, build_inception
 from colorgan.inference import GrayBaseline
@@ -308,6 +309,7 @@ def skipped_images(datamodule: Any) -> dict[str, Any] | None:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` (one path or a list) and the gray baseline; rank 0 writes the report."""
     start = time.time()
+    check_value_types(cfg)
     ecfg = cfg.get("eval") or OmegaConf.create({})
     options = {k: v for k, v in OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True).items() if v is not None}
     trainer = build_trainer(cfg.get("device", "auto"), cfg.get("limit_batches"), **options)
