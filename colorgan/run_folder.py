@@ -62,7 +62,7 @@ def lock_run_folder(run_dir: Path) -> None:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
-    file = open(path, "a")
+    file = open(path, "a")  # noqa: SIM115 (kept open for the life of the run: it holds the lock)
     try:
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
