@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from colorgan.color import rgb_to_lab_normalized
 from colorgan.data.cifar10 import CLASS_NAMES, DataNotFoundError, cifar10_split_size, ensure_cifar10, load_cifar10_split
 from colorgan.data.datasets import FolderDataset, SkippedImages, TensorImageDataset, check_readable
-from colorgan.data.images import IMAGE_EXTENSIONS, find_images
+from colorgan.data.images import IMAGE_EXTENSIONS
+from colorgan.data.outputs import find_photos, output_folder_kind
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +256,12 @@ class FolderDataModule(ColorizationDataModule):
         self._descriptions: dict[str, str] = {}
         self._where: dict[str, str] = {}
         self._last_eval_set: Dataset | None = None
+        self._left_out: dict[str, str] = {}  # colorgan outputs found under root: never read as photos
 
     def _files(self, folder: Path) -> list[Path]:
-        files = find_images(folder)
+        """The photos under ``folder``; colorgan's own outputs in it (run folders, ...) are left out and noted."""
+        files, left_out = find_photos(folder)
+        self._left_out.update(left_out)
         if not files:
             raise DataNotFoundError(
                 f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}; "
@@ -271,6 +275,11 @@ class FolderDataModule(ColorizationDataModule):
             return self._splits
         if not self.root.is_dir():
             raise DataNotFoundError(f"data.root={self.root} is not a folder; set data.root=PATH to a folder of photos")
+        kind = output_folder_kind(self.root)
+        if kind is not None:
+            raise DataNotFoundError(
+                f"data.root={self.root} is {kind}, not a folder of photos; set data.root=PATH to the photos"
+            )
         given = {name: self.root / name for name in ("val", "test") if (self.root / name).is_dir()}
         if (self.root / "train").is_dir():
             pool_dir, pool_name = self.root / "train", "train/"
@@ -308,6 +317,8 @@ class FolderDataModule(ColorizationDataModule):
         )
         where["train"] = f"in {pool_dir}" if pool_dir != self.root else f"of the train split of data.root={self.root}"
         self._splits, self._descriptions, self._where = splits, descriptions, where
+        for path, kind in self._left_out.items():
+            log.warning("not read as photos: %s is %s", path, kind)
         return splits
 
     def split_description(self, split: str = "test") -> str:
