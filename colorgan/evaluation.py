@@ -106,6 +106,20 @@ def _all_ranks(stats: FeatureStats) -> FeatureStats:
     return total
 
 
+GRAY_COLORFULNESS = 1.0  # a test image below this colourfulness (0-255 scale) has no colour to compare with
+
+
+def grayscale_warning(num_images: int, grayscale_images: int) -> str | None:
+    """What the scores mean when the ground truth has no colour: nothing, said plainly."""
+    if num_images == 0 or grayscale_images < num_images:
+        return None
+    return (
+        f"every test image is grayscale (all {num_images} have colourfulness below {GRAY_COLORFULNESS:g}): there is "
+        "no colour to compare with, so the colour metrics below only measure how gray each candidate stays and "
+        "are meaningless as colorization scores; evaluate on a split of colour photos"
+    )
+
+
 def _class_means(values: dict[str, torch.Tensor], labels: torch.Tensor, present: list[int]) -> dict[str, list[float]]:
     return {m: [v[labels == c].double().mean().item() for c in present] for m, v in values.items()}
 
@@ -196,6 +210,7 @@ class EvaluationModule(LightningModule):
                 results[name][metric] = reference.distance(_all_ranks(by_set[name]))
         self.results = {
             "num_images": len(labels),
+            "grayscale_images": int((truth["colorfulness"] < GRAY_COLORFULNESS).sum()),
             "ground_truth": {m: v.double().mean().item() for m, v in truth.items()},
             "models": results,
             "per_class": None,
@@ -227,6 +242,33 @@ def checkpoint_label(path: str | Path) -> str:
     path = Path(path)
     run = path.parent.parent.name if path.parent.name == "checkpoints" else path.parent.name
     return f"{run}/{path.stem}" if run else path.stem
+
+
+def _folders(path: str | Path) -> list[str]:
+    """The folders above a checkpoint, nearest last, without the ``checkpoints`` folder a run keeps them in."""
+    folders = list(Path(path).expanduser().absolute().parent.parts[1:])
+    return folders[:-1] if folders[-1:] == ["checkpoints"] else folders
+
+
+def checkpoint_labels(paths: list[str]) -> list[str]:
+    """One distinct label per checkpoint: ``checkpoint_label``, lengthened by parent folders where two would be
+    the same (two runs' ``last.ckpt`` in folders of one name), numbered ``#2``, ... for a file given twice."""
+    labels = [checkpoint_label(p) for p in paths]
+    for label in set(labels):
+        group = [i for i, other in enumerate(labels) if other == label]
+        if len({Path(paths[i]).expanduser().absolute() for i in group}) < 2:
+            continue
+        for depth in range(1, max(len(_folders(paths[i])) for i in group) + 1):
+            longer = {i: "/".join([*_folders(paths[i])[-depth:], Path(paths[i]).stem]) for i in group}
+            if len(set(longer.values())) == len(group):
+                break
+        for i in group:
+            labels[i] = longer[i]
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        labels[i] = label if seen[label] == 1 else f"{label}#{seen[label]}"
+    return labels
 
 
 def as_path_list(value: Any) -> list[str]:
@@ -314,12 +356,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     options = {k: v for k, v in OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True).items() if v is not None}
     trainer = build_trainer(cfg.get("device", "auto"), cfg.get("limit_batches"), **options)
     generators = {}
-    for path in as_path_list(cfg.get("ckpt_path")):
+    paths = as_path_list(cfg.get("ckpt_path"))
+    for path, label in zip(paths, checkpoint_labels(paths)):
         generator, hparams = load_generator(path, "cpu", ecfg.get("stochastic_inference"))
         trained_size = hparams.get("generator", {}).get("image_size")
         if trained_size and trained_size != cfg.data.image_size:
             log.warning("%s was trained at %s px but data.image_size=%s", path, trained_size, cfg.data.image_size)
-        generators[checkpoint_label(path)] = generator
+        generators[label] = generator
 
     datamodule = hydra.utils.instantiate(cfg.data)
     backends = load_backends(ecfg, list(getattr(datamodule, "class_names", None) or []) or None)
@@ -341,11 +384,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "resize": _resize_protocol(datamodule, cfg.data.image_size),
         **{k: v for k, v in PROTOCOL.items() if k in out["models"]["gray"] or k in ("quantisation", "per_class")},
     }
+    warning = grayscale_warning(out["num_images"], out["grayscale_images"])
     report: dict[str, Any] = {
-        "checkpoints": as_path_list(cfg.get("ckpt_path")),
+        "checkpoints": paths,
+        "warnings": [warning] if warning else [],
         "data": cfg.data.get("_target_"),
         "split": split,
         "num_images": out["num_images"],
+        "grayscale_images": out["grayscale_images"],
         **({"skipped_images": skipped} if skipped is not None else {}),
         "protocol": protocol,
         "backends": backends.used,
@@ -381,5 +427,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     table = format_table(out["models"], out["ground_truth"])
     notes = "".join(f"\n{reason}" for reason in backends.skipped.values())
     unread = f"\n{skipped_summary(skipped, output_dir / 'report.md')}" if skipped and skipped["count"] else ""
-    print(f"\n{out['num_images']} test images{unread}\n{table}\n{notes}\n\nwritten to {output_dir}")
+    warned = "".join(f"\nWARNING: {w}" for w in report["warnings"])
+    print(f"\n{out['num_images']} test images{unread}{warned}\n{table}\n{notes}\n\nwritten to {output_dir}")
     return report
