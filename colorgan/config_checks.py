@@ -132,6 +132,21 @@ def _check_discriminator(disc: DictConfig, size: int) -> None:
     )
 
 
+EVAL_PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed")
+TRAIN_PRECISIONS = ("auto", *EVAL_PRECISIONS)
+
+
+def check_precision(precision: object, choices: tuple[str, ...]) -> None:
+    """``trainer.precision`` is one colorgan runs: the Lab conversion and the metrics are float32, so double
+    precision (64-true) would meet float32 tensors in the first layer."""
+    _require(
+        str(precision) in choices,
+        "trainer.precision",
+        precision,
+        f"use {', '.join(c for c in choices if c != '32')} (64-true and other precisions are not supported)",
+    )
+
+
 def _check_trainer(trainer: DictConfig) -> None:
     clip = trainer.get("gradient_clip_val")
     _require(
@@ -141,13 +156,7 @@ def _check_trainer(trainer: DictConfig) -> None:
         "the module steps G and D itself (manual optimization), which the Trainer cannot clip; "
         "set model.gradient_clip_val instead",
     )
-    precision = str(trainer.get("precision", "32-true"))
-    _require(
-        precision in {"auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true"},
-        "trainer.precision",
-        precision,
-        "use auto, 32-true, 16-mixed or bf16-mixed",
-    )
+    check_precision(trainer.get("precision", "32-true"), TRAIN_PRECISIONS)
 
 
 _SIMPLE_TYPES = {bool: "true or false (a boolean, without quotes)", int: "an integer", float: "a number"}

@@ -26,15 +26,17 @@ from torchmetrics import CatMetric
 
 from colorgan.checkpoint import load_generator
 from colorgan.color import AB_SCALE
-from colorgan.config_checks import check_value_types
+from colorgan.config_checks import EVAL_PRECISIONS, check_precision, check_value_types
 from colorgan.data.datasets import drop_skipped
 from colorgan.fid import INCEPTION_URL, FeatureStats, FrechetReference, build_inception
 from colorgan.inference import GrayBaseline
 from colorgan.io import WeightsUnavailable, find_weights, save_image_atomic, write_text_atomic
 from colorgan.metrics import PER_IMAGE_METRICS, Rendered, build_lpips, colorfulness, lpips_backbone_url, lpips_per_image
 from colorgan.models import set_stochastic_inference
+from colorgan.places import folder_problem
 from colorgan.probe import TRAIN_COMMAND, ProbeError, ProbeNet, load_probe
 from colorgan.report import format_table, skipped_summary, write_report
+from colorgan.run_folder import OutputNotWritableError, mark_work_started
 from colorgan.runtime import pick_device
 from colorgan.visualize import make_grid
 
@@ -104,6 +106,14 @@ def _all_ranks(stats: FeatureStats) -> FeatureStats:
     total = FeatureStats()
     total.n, total.sum, total.outer = (sum(getattr(p, a) for p in parts) for a in ("n", "sum", "outer"))
     return total
+
+
+MIN_FRECHET_IMAGES = 2  # a covariance needs two feature vectors per set
+
+
+def _per_image_values(metric: CatMetric) -> torch.Tensor:
+    """A CatMetric's values as a 1-D tensor on the CPU (one value computes to a 0-d tensor)."""
+    return metric.compute().reshape(-1).cpu()
 
 
 GRAY_COLORFULNESS = 1.0  # a test image below this colourfulness (0-255 scale) has no colour to compare with
@@ -198,16 +208,19 @@ class EvaluationModule(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         labels = self.labels.compute()
-        if not isinstance(labels, torch.Tensor) or len(labels) == 0:
+        if not isinstance(labels, torch.Tensor) or labels.numel() == 0:
             raise ValueError("the test split is empty: nothing to evaluate")
-        labels = labels.long().cpu()
-        per_image = {n: {m: v.compute().cpu() for m, v in values.items()} for n, values in zip(self.names, self.values)}
-        truth = {m: v.compute().cpu() for m, v in self.truth_values.items()}
+        labels = _per_image_values(self.labels)
+        per_image = {
+            n: {m: _per_image_values(v) for m, v in values.items()} for n, values in zip(self.names, self.values)
+        }
+        truth = {m: _per_image_values(v) for m, v in self.truth_values.items()}
         results = {n: {m: v.double().mean().item() for m, v in per.items()} for n, per in per_image.items()}
-        for metric, by_set in self.stats.items():
+        for metric, by_set in self.stats.items() if len(labels) >= MIN_FRECHET_IMAGES else ():
             reference = FrechetReference(_all_ranks(by_set["truth"]))
             for name in self.names:
                 results[name][metric] = reference.distance(_all_ranks(by_set[name]))
+        labels = labels.long()
         self.results = {
             "num_images": len(labels),
             "grayscale_images": int((truth["colorfulness"] < GRAY_COLORFULNESS).sum()),
@@ -269,6 +282,20 @@ def checkpoint_labels(paths: list[str]) -> list[str]:
         seen[label] = seen.get(label, 0) + 1
         labels[i] = label if seen[label] == 1 else f"{label}#{seen[label]}"
     return labels
+
+
+def check_samples_out(value: Any) -> Path | None:
+    """``eval.samples_out`` names a file that can be written: found before scoring, not after it."""
+    if not value:
+        return None
+    path = Path(str(value)).expanduser().absolute()
+    problem = f"{path} is a folder" if path.is_dir() else folder_problem(path.parent)
+    if problem:
+        raise OutputNotWritableError(
+            f"eval.samples_out={path} cannot be written: {problem}; set eval.samples_out to a file in a folder you "
+            "can write to, or leave it null"
+        )
+    return path
 
 
 def as_path_list(value: Any) -> list[str]:
@@ -354,6 +381,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_value_types(cfg)
     ecfg = cfg.get("eval") or OmegaConf.create({})
     options = {k: v for k, v in OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True).items() if v is not None}
+    if "precision" in options:
+        check_precision(options["precision"], EVAL_PRECISIONS)
+    samples_out = check_samples_out(ecfg.get("samples_out"))
     trainer = build_trainer(cfg.get("device", "auto"), cfg.get("limit_batches"), **options)
     generators = {}
     paths = as_path_list(cfg.get("ckpt_path"))
@@ -373,7 +403,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     loop_start = time.time()
     trainer.test(module, datamodule=datamodule, verbose=False)
     loop_seconds = time.time() - loop_start
+    mark_work_started()  # from here a failure keeps the run folder: it holds this evaluation's results
     out = module.results
+    if out["num_images"] < MIN_FRECHET_IMAGES:
+        for metric in module.stats:
+            backends.skipped[metric] = (
+                f"{metric} skipped: a Frechet distance needs at least {MIN_FRECHET_IMAGES} test images, this split "
+                f"has {out['num_images']}"
+            )
     if out["per_class"] is None and per_class_mode != "false":
         backends.skipped["per_class"] = "per-class results skipped: this test split has no class labels"
 
@@ -420,8 +457,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     short = len(generators) == 1  # one model: its column is titled by the file name alone
     grid = make_grid([(n.split("/")[-1] if short else n, rgb) for n, rgb in module.samples.items()])
     grid_path = save_image_atomic(grid, output_dir / "samples.png")
-    if ecfg.get("samples_out"):  # e.g. the README's picture: docs/cifar10_samples.png
-        save_image_atomic(grid, Path(str(ecfg.samples_out)).expanduser())
     report["files"] = {"grid": str(grid_path), **write_report(report, output_dir)}
     write_text_atomic(output_dir / "metrics.json", json.dumps(report, indent=2))
     table = format_table(out["models"], out["ground_truth"])
@@ -429,4 +464,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     unread = f"\n{skipped_summary(skipped, output_dir / 'report.md')}" if skipped and skipped["count"] else ""
     warned = "".join(f"\nWARNING: {w}" for w in report["warnings"])
     print(f"\n{out['num_images']} test images{unread}{warned}\n{table}\n{notes}\n\nwritten to {output_dir}")
+    if samples_out is not None:  # e.g. the README's picture: docs/cifar10_samples.png; written last, so a
+        try:  # failure here (a full disk) loses none of the results above
+            save_image_atomic(grid, samples_out)
+        except OSError as err:
+            raise OutputNotWritableError(
+                f"eval.samples_out={samples_out} could not be written ({err.strerror or err}); the results are kept "
+                f"in {output_dir / 'metrics.json'} and report.md; the same grid is {grid_path}"
+            ) from err
     return report

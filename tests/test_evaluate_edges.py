@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorgan.evaluation import checkpoint_labels, evaluate
+from colorgan import evaluation, run_folder
+from colorgan.config_checks import ConfigError
+from colorgan.data.cifar10 import DataNotFoundError
+from colorgan.evaluation import EvaluationModule, checkpoint_labels, evaluate
+from colorgan.launch import run_task
+from colorgan.run_folder import OutputNotWritableError
 from colorgan.training import train
 from tests.conftest import smooth_images, train_overrides
 from tests.test_evaluate import compose_cfg
@@ -74,3 +79,85 @@ def test_a_colour_test_split_has_no_grayscale_warning(checkpoint, data_dir, tmp_
     report = evaluate_with(data_dir, tmp_path / "eval", f"ckpt_path={checkpoint}", "device=cpu")
     assert report["warnings"] == [] and report["grayscale_images"] < report["num_images"]
     assert np.isfinite(report["models"]["gray"]["psnr"])
+
+
+# ------------------------------------------------------------------------- clear messages, no tracebacks
+def test_a_one_image_test_split_is_scored(checkpoint, data_dir, tmp_path):
+    root = photo_folder(tmp_path / "photos", {"train": 3, "test": 1})
+    report = evaluate_with(data_dir, tmp_path / "eval", f"ckpt_path={checkpoint}", *FOLDER, f"data.root={root}")
+    assert report["num_images"] == 1 and np.isfinite(report["models"]["run/last"]["psnr"])
+
+
+def test_a_photo_folder_with_only_test_is_evaluated(checkpoint, data_dir, tmp_path):
+    root = photo_folder(tmp_path / "photos", {"test": 3})
+    report = evaluate_with(data_dir, tmp_path / "eval", f"ckpt_path={checkpoint}", *FOLDER, f"data.root={root}")
+    assert report["num_images"] == 3 and report["split"].startswith("test: the test/ folder (3 images)")
+
+
+def test_a_photo_folder_with_only_test_is_refused_for_training_naming_the_fix(make_cfg, tmp_path):
+    root = photo_folder(tmp_path / "photos", {"test": 3})
+    cfg = make_cfg(train_overrides("photos_pretrain", f"data.root={root}", "trainer.max_epochs=1"))
+    with pytest.raises(DataNotFoundError, match=f"data.root={root} holds only test/"):
+        train(cfg)
+
+
+def test_precision_64_true_is_refused_naming_the_key(make_cfg, checkpoint, data_dir, tmp_path):
+    cfg = make_cfg(train_overrides("cifar_pretrain", "trainer.precision=64-true"))
+    with pytest.raises(ConfigError, match=r"^trainer\.precision='64-true' is invalid"):
+        train(cfg)
+    with pytest.raises(ConfigError, match=r"^trainer\.precision='64-true' is invalid"):
+        evaluate_with(data_dir, tmp_path / "eval", f"ckpt_path={checkpoint}", "trainer.precision=64-true")
+
+
+def test_an_unwritable_samples_out_is_refused_before_scoring(checkpoint, data_dir, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    scored = []
+    monkeypatch.setattr(EvaluationModule, "test_step", lambda *args: scored.append(1))
+    with pytest.raises(OutputNotWritableError, match=f"eval.samples_out={blocker / 'grid.png'} cannot be written"):
+        evaluate_with(
+            data_dir, tmp_path / "eval", f"ckpt_path={checkpoint}", "device=cpu", f"eval.samples_out={blocker}/grid.png"
+        )
+    assert not scored and not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_metrics_are_kept_when_samples_out_fails_after_scoring(checkpoint, data_dir, tmp_path, monkeypatch):
+    target = tmp_path / "docs" / "grid.png"
+    real = evaluation.save_image_atomic
+
+    def fail_for_target(image, path, **kwargs):
+        if Path(path) == target:
+            raise OSError(28, "No space left on device")
+        return real(image, path, **kwargs)
+
+    monkeypatch.setattr(evaluation, "save_image_atomic", fail_for_target)
+    out = tmp_path / "eval"
+    with pytest.raises(OutputNotWritableError, match=r"eval\.samples_out=.*No space left on device") as info:
+        evaluate_with(data_dir, out, f"ckpt_path={checkpoint}", "device=cpu", f"eval.samples_out={target}")
+    assert json.loads((out / "metrics.json").read_text())["num_images"] == 24
+    assert str(out / "metrics.json") in str(info.value)
+
+
+def test_a_failed_samples_out_after_scoring_keeps_the_new_run_folder(
+    checkpoint, data_dir, tmp_path, monkeypatch, capsys
+):
+    """Through run_task, as evaluate.py runs: a failure after scoring must not undo the run folder."""
+    out, target = tmp_path / "eval", tmp_path / "docs" / "grid.png"
+    real = evaluation.save_image_atomic
+    monkeypatch.setattr(
+        evaluation,
+        "save_image_atomic",
+        lambda image, path, **kw: (
+            (_ for _ in ()).throw(OSError(28, "No space left on device"))
+            if Path(path) == target
+            else real(image, path, **kw)
+        ),
+    )
+    cfg = compose_cfg([f"ckpt_path={checkpoint}", "device=cpu", f"eval.samples_out={target}"], data_dir, out)
+    attempt = run_folder.Attempt(out, out / ".hydra", created_from=out, entries_before=frozenset(), archived=None)
+    monkeypatch.setattr(run_folder, "_attempt", attempt)  # as KeepAttempts leaves it for a new run folder
+    with pytest.raises(SystemExit) as exit_info:
+        run_task(evaluate, cfg)
+    assert exit_info.value.code == 1
+    assert "Error: eval.samples_out=" in capsys.readouterr().err
+    assert (out / "metrics.json").is_file() and (out / "report.md").is_file()

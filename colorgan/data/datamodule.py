@@ -291,13 +291,16 @@ class FolderDataModule(ColorizationDataModule):
                 pool_name += f" (outside its {', '.join(f'{n}/' for n in given)})"
         fractions = (("test", self.test_fraction), ("val", self.val_fraction))
         carved = {name: fraction for name, fraction in fractions if name not in given}
-        if len(pool) < len(carved) + 1:
+        if not pool and "test" in given:  # test/ (and val/) alone: enough to evaluate, nothing to train on
+            carved, splits = {}, {}
+        elif len(pool) < len(carved) + 1:
             raise DataNotFoundError(
                 f"{len(pool)} image(s) under {pool_dir} cannot be split into "
                 f"{' and '.join(['train', *carved])}; add images"
                 + "".join(f", or a {n}/ sub-folder to data.root={self.root}" for n in carved)
             )
-        splits = hash_split(pool, pool_dir, self.split_seed, carved)
+        else:
+            splits = hash_split(pool, pool_dir, self.split_seed, carved)
         descriptions, where = {}, {}
         for name, folder in given.items():
             splits[name] = self._files(folder)
@@ -310,12 +313,15 @@ class FolderDataModule(ColorizationDataModule):
             )
             where[name] = f"of the {name} split of data.root={self.root}"
         held_out = " and ".join(carved)
-        descriptions["train"] = f"train: {len(splits['train'])} images" + (
-            f" of {pool_name} (the rest after the {held_out} split{'s' if len(carved) > 1 else ''})"
-            if carved
-            else " of the train/ folder"
-        )
-        where["train"] = f"in {pool_dir}" if pool_dir != self.root else f"of the train split of data.root={self.root}"
+        if "train" in splits:
+            descriptions["train"] = f"train: {len(splits['train'])} images" + (
+                f" of {pool_name} (the rest after the {held_out} split{'s' if len(carved) > 1 else ''})"
+                if carved
+                else " of the train/ folder"
+            )
+            where["train"] = (
+                f"in {pool_dir}" if pool_dir != self.root else f"of the train split of data.root={self.root}"
+            )
         self._splits, self._descriptions, self._where = splits, descriptions, where
         for path, kind in self._left_out.items():
             log.warning("not read as photos: %s is %s", path, kind)
@@ -330,6 +336,11 @@ class FolderDataModule(ColorizationDataModule):
         splits = self.split_files()
         common = {"image_size": self.image_size, "on_bad_image": self.on_bad_image}
         if stage in (None, "fit", "validate") and self.train_set is None:
+            if "train" not in splits or "val" not in splits:
+                raise DataNotFoundError(
+                    f"data.root={self.root} holds only {' and '.join(f'{n}/' for n in splits)}: no photos to train "
+                    "on; add them in a train/ sub-folder (evaluate.py scores the test/ folder as it is)"
+                )
             for name in ("train", "val"):
                 check_readable(splits[name], self._where[name], self.on_bad_image)
             self.train_set = FolderDataset(splits["train"], load_size=self.load_size, train=True, **common)
