@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+import types
+import typing
+from typing import Any
 
+from hydra.utils import get_object
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from colorgan.data.datasets import BAD_IMAGE_POLICIES
 from colorgan.losses import GAN_MODES
@@ -126,6 +132,21 @@ def _check_discriminator(disc: DictConfig, size: int) -> None:
     )
 
 
+EVAL_PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed")
+TRAIN_PRECISIONS = ("auto", *EVAL_PRECISIONS)
+
+
+def check_precision(precision: object, choices: tuple[str, ...]) -> None:
+    """``trainer.precision`` is one colorgan runs: the Lab conversion and the metrics are float32, so double
+    precision (64-true) would meet float32 tensors in the first layer."""
+    _require(
+        str(precision) in choices,
+        "trainer.precision",
+        precision,
+        f"use {', '.join(c for c in choices if c != '32')} (64-true and other precisions are not supported)",
+    )
+
+
 def _check_trainer(trainer: DictConfig) -> None:
     clip = trainer.get("gradient_clip_val")
     _require(
@@ -135,17 +156,103 @@ def _check_trainer(trainer: DictConfig) -> None:
         "the module steps G and D itself (manual optimization), which the Trainer cannot clip; "
         "set model.gradient_clip_val instead",
     )
-    precision = str(trainer.get("precision", "32-true"))
-    _require(
-        precision in {"auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true"},
-        "trainer.precision",
-        precision,
-        "use auto, 32-true, 16-mixed or bf16-mixed",
-    )
+    check_precision(trainer.get("precision", "32-true"), TRAIN_PRECISIONS)
+
+
+_SIMPLE_TYPES = {bool: "true or false (a boolean, without quotes)", int: "an integer", float: "a number"}
+
+
+def _simple_members(annotation: Any) -> set[type] | None:
+    """The types among bool, int, float (and None) that ``annotation`` allows; None when it allows anything else
+    too (a string, a path, a list, a class), whose values are left to the code that takes them."""
+    if annotation in _SIMPLE_TYPES or annotation is type(None):
+        return {annotation}
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [_simple_members(arg) for arg in typing.get_args(annotation)]
+        return None if any(m is None for m in members) else set().union(*members)
+    return None
+
+
+_UNRESOLVED = object()
+
+
+def _resolved(node: DictConfig, key: Any) -> Any:
+    """``node[key]``, or ``_UNRESOLVED`` for a mandatory value not given or an interpolation that cannot be
+    resolved here: the code that reads it says what is missing."""
+    try:
+        return node.get(key)
+    except OmegaConfBaseException:
+        return _UNRESOLVED
+
+
+def _allows(value: Any, allowed: set[type]) -> bool:
+    """Whether ``value`` has one of the ``allowed`` types: a bool is not a number, a number is not a bool."""
+    if value is None:
+        return True  # null: the code's own default or 'off'; the key's own check says more where it matters
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int):
+        return bool(allowed & {int, float})
+    return isinstance(value, float) and float in allowed
+
+
+def _argument_types(target: Any) -> dict[str, Any]:
+    """The annotated arguments of a class (its ``__init__`` and those of its bases, which take ``**kwargs``) or
+    function; unreadable annotations are skipped."""
+    found: dict[str, Any] = {}
+    functions = [c.__init__ for c in inspect.getmro(target) if c is not object] if inspect.isclass(target) else [target]
+    for function in functions:
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:  # an annotation naming what its module does not import: nothing to check against
+            continue
+        for name, hint in hints.items():
+            found.setdefault(name, hint)
+    return found
+
+
+def _check_node_types(node: DictConfig, prefix: str, target: Any) -> None:
+    """Each key of ``node`` that ``target`` declares a boolean or number has a value of that type."""
+    hints = _argument_types(target)
+    for key in node:
+        allowed = _simple_members(hints.get(str(key)))
+        value = _resolved(node, key)
+        if allowed is None or value is _UNRESOLVED:
+            continue
+        need = " or ".join(_SIMPLE_TYPES[t] for t in (bool, int, float) if t in allowed)
+        if float in allowed and int in allowed:
+            need = _SIMPLE_TYPES[float]
+        _require(_allows(value, allowed), f"{prefix}{key}", value, f"it must be {need}, not {type(value).__name__}")
+
+
+def check_value_types(cfg: DictConfig, prefix: str = "") -> None:
+    """Booleans and numbers have their types in every node that names code (``_target_``, a generator or
+    discriminator ``name``): the string "false" is not false, 1 is not true, "16" is not 16.
+
+    The types come from the annotations of what each node builds, so every key is checked, not a list of them.
+    """
+    from colorgan.models import DISCRIMINATORS, GENERATORS
+
+    target = None
+    if "_target_" in cfg:
+        try:
+            target = get_object(str(cfg._target_))
+        except Exception:  # instantiating it names the missing target
+            target = None
+    elif prefix in ("model.generator.", "model.discriminator."):
+        target = {**GENERATORS, **DISCRIMINATORS}.get(str(cfg.get("name")))
+    if target is not None:
+        _check_node_types(cfg, prefix, target)
+    for key in cfg:
+        if isinstance(key, str) and not key.startswith("_"):
+            child = _resolved(cfg, key)
+            if isinstance(child, DictConfig):
+                check_value_types(child, f"{prefix}{key}.")
 
 
 def check_config(cfg: DictConfig) -> None:
     """Validate the values a typo or a bad sweep is most likely to break."""
+    check_value_types(cfg)
     model, data = cfg.model, cfg.data
     _check_losses(model)
     _number(model, "model", "lr", 0, strict=True)

@@ -26,14 +26,17 @@ from torchmetrics import CatMetric
 
 from colorgan.checkpoint import load_generator
 from colorgan.color import AB_SCALE
+from colorgan.config_checks import EVAL_PRECISIONS, check_precision, check_value_types
 from colorgan.data.datasets import drop_skipped
 from colorgan.fid import INCEPTION_URL, FeatureStats, FrechetReference, build_inception
 from colorgan.inference import GrayBaseline
 from colorgan.io import WeightsUnavailable, find_weights, save_image_atomic, write_text_atomic
 from colorgan.metrics import PER_IMAGE_METRICS, Rendered, build_lpips, colorfulness, lpips_backbone_url, lpips_per_image
 from colorgan.models import AtTemperature, ColorBinsGenerator, set_stochastic_inference
+from colorgan.places import folder_problem
 from colorgan.probe import TRAIN_COMMAND, ProbeError, ProbeNet, load_probe
 from colorgan.report import format_table, skipped_summary, write_report
+from colorgan.run_folder import OutputNotWritableError, mark_work_started
 from colorgan.runtime import pick_device
 from colorgan.visualize import make_grid
 
@@ -105,6 +108,28 @@ def _all_ranks(stats: FeatureStats) -> FeatureStats:
     total = FeatureStats()
     total.n, total.sum, total.outer = (sum(getattr(p, a) for p in parts) for a in ("n", "sum", "outer"))
     return total
+
+
+MIN_FRECHET_IMAGES = 2  # a covariance needs two feature vectors per set
+
+
+def _per_image_values(metric: CatMetric) -> torch.Tensor:
+    """A CatMetric's values as a 1-D tensor on the CPU (one value computes to a 0-d tensor)."""
+    return metric.compute().reshape(-1).cpu()
+
+
+GRAY_COLORFULNESS = 1.0  # a test image below this colourfulness (0-255 scale) has no colour to compare with
+
+
+def grayscale_warning(num_images: int, grayscale_images: int) -> str | None:
+    """What the scores mean when the ground truth has no colour: nothing, said plainly."""
+    if num_images == 0 or grayscale_images < num_images:
+        return None
+    return (
+        f"every test image is grayscale (all {num_images} have colourfulness below {GRAY_COLORFULNESS:g}): there is "
+        "no colour to compare with, so the colour metrics below only measure how gray each candidate stays and "
+        "are meaningless as colorization scores; evaluate on a split of colour photos"
+    )
 
 
 def _class_means(values: dict[str, torch.Tensor], labels: torch.Tensor, present: list[int]) -> dict[str, list[float]]:
@@ -185,18 +210,22 @@ class EvaluationModule(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         labels = self.labels.compute()
-        if not isinstance(labels, torch.Tensor) or len(labels) == 0:
+        if not isinstance(labels, torch.Tensor) or labels.numel() == 0:
             raise ValueError("the test split is empty: nothing to evaluate")
-        labels = labels.long().cpu()
-        per_image = {n: {m: v.compute().cpu() for m, v in values.items()} for n, values in zip(self.names, self.values)}
-        truth = {m: v.compute().cpu() for m, v in self.truth_values.items()}
+        labels = _per_image_values(self.labels)
+        per_image = {
+            n: {m: _per_image_values(v) for m, v in values.items()} for n, values in zip(self.names, self.values)
+        }
+        truth = {m: _per_image_values(v) for m, v in self.truth_values.items()}
         results = {n: {m: v.double().mean().item() for m, v in per.items()} for n, per in per_image.items()}
-        for metric, by_set in self.stats.items():
+        for metric, by_set in self.stats.items() if len(labels) >= MIN_FRECHET_IMAGES else ():
             reference = FrechetReference(_all_ranks(by_set["truth"]))
             for name in self.names:
                 results[name][metric] = reference.distance(_all_ranks(by_set[name]))
+        labels = labels.long()
         self.results = {
             "num_images": len(labels),
+            "grayscale_images": int((truth["colorfulness"] < GRAY_COLORFULNESS).sum()),
             "ground_truth": {m: v.double().mean().item() for m, v in truth.items()},
             "models": results,
             "per_class": None,
@@ -261,6 +290,47 @@ def scored_split(ecfg: Any) -> str:
     if split not in ("test", "val"):
         raise ValueError(f"eval.split must be test or val, got {split!r}")
     return split
+
+
+def _folders(path: str | Path) -> list[str]:
+    """The folders above a checkpoint, nearest last, without the ``checkpoints`` folder a run keeps them in."""
+    folders = list(Path(path).expanduser().absolute().parent.parts[1:])
+    return folders[:-1] if folders[-1:] == ["checkpoints"] else folders
+
+
+def checkpoint_labels(paths: list[str]) -> list[str]:
+    """One distinct label per checkpoint: ``checkpoint_label``, lengthened by parent folders where two would be
+    the same (two runs' ``last.ckpt`` in folders of one name), numbered ``#2``, ... for a file given twice."""
+    labels = [checkpoint_label(p) for p in paths]
+    for label in set(labels):
+        group = [i for i, other in enumerate(labels) if other == label]
+        if len({Path(paths[i]).expanduser().absolute() for i in group}) < 2:
+            continue
+        for depth in range(1, max(len(_folders(paths[i])) for i in group) + 1):
+            longer = {i: "/".join([*_folders(paths[i])[-depth:], Path(paths[i]).stem]) for i in group}
+            if len(set(longer.values())) == len(group):
+                break
+        for i in group:
+            labels[i] = longer[i]
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        labels[i] = label if seen[label] == 1 else f"{label}#{seen[label]}"
+    return labels
+
+
+def check_samples_out(value: Any) -> Path | None:
+    """``eval.samples_out`` names a file that can be written: found before scoring, not after it."""
+    if not value:
+        return None
+    path = Path(str(value)).expanduser().absolute()
+    problem = f"{path} is a folder" if path.is_dir() else folder_problem(path.parent)
+    if problem:
+        raise OutputNotWritableError(
+            f"eval.samples_out={path} cannot be written: {problem}; set eval.samples_out to a file in a folder you "
+            "can write to, or leave it null"
+        )
+    return path
 
 
 def as_path_list(value: Any) -> list[str]:
@@ -343,16 +413,21 @@ def skipped_images(datamodule: Any) -> dict[str, Any] | None:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` (one path or a list) and the gray baseline; rank 0 writes the report."""
     start = time.time()
+    check_value_types(cfg)
     ecfg = cfg.get("eval") or OmegaConf.create({})
     options = {k: v for k, v in OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True).items() if v is not None}
+    if "precision" in options:
+        check_precision(options["precision"], EVAL_PRECISIONS)
+    samples_out = check_samples_out(ecfg.get("samples_out"))
     trainer = build_trainer(cfg.get("device", "auto"), cfg.get("limit_batches"), **options)
     generators = {}
-    for path in as_path_list(cfg.get("ckpt_path")):
+    paths = as_path_list(cfg.get("ckpt_path"))
+    for path, label in zip(paths, checkpoint_labels(paths)):
         generator, hparams = load_generator(path, "cpu", ecfg.get("stochastic_inference"))
         trained_size = hparams.get("generator", {}).get("image_size")
         if trained_size and trained_size != cfg.data.image_size:
             log.warning("%s was trained at %s px but data.image_size=%s", path, trained_size, cfg.data.image_size)
-        generators.update(at_temperatures(checkpoint_label(path), generator, ecfg.get("temperatures")))
+        generators.update(at_temperatures(label, generator, ecfg.get("temperatures")))
 
     datamodule = hydra.utils.instantiate(cfg.data)
     scored = scored_split(ecfg)
@@ -366,7 +441,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     loop_start = time.time()
     trainer.test(module, datamodule=datamodule, verbose=False)
     loop_seconds = time.time() - loop_start
+    mark_work_started()  # from here a failure keeps the run folder: it holds this evaluation's results
     out = module.results
+    if out["num_images"] < MIN_FRECHET_IMAGES:
+        for metric in module.stats:
+            backends.skipped[metric] = (
+                f"{metric} skipped: a Frechet distance needs at least {MIN_FRECHET_IMAGES} test images, this split "
+                f"has {out['num_images']}"
+            )
     if out["per_class"] is None and per_class_mode != "false":
         backends.skipped["per_class"] = "per-class results skipped: this test split has no class labels"
 
@@ -377,11 +459,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "resize": _resize_protocol(datamodule, cfg.data.image_size),
         **{k: v for k, v in PROTOCOL.items() if k in out["models"]["gray"] or k in ("quantisation", "per_class")},
     }
+    warning = grayscale_warning(out["num_images"], out["grayscale_images"])
     report: dict[str, Any] = {
-        "checkpoints": as_path_list(cfg.get("ckpt_path")),
+        "checkpoints": paths,
+        "warnings": [warning] if warning else [],
         "data": cfg.data.get("_target_"),
         "split": split,
         "num_images": out["num_images"],
+        "grayscale_images": out["grayscale_images"],
         **({"skipped_images": skipped} if skipped is not None else {}),
         "protocol": protocol,
         "backends": backends.used,
@@ -411,12 +496,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     short = len(generators) == 1  # one model: its column is titled by the file name alone
     grid = make_grid([(n.split("/")[-1] if short else n, rgb) for n, rgb in module.samples.items()])
     grid_path = save_image_atomic(grid, output_dir / "samples.png")
-    if ecfg.get("samples_out"):  # e.g. the README's picture: docs/cifar10_samples.png
-        save_image_atomic(grid, Path(str(ecfg.samples_out)).expanduser())
     report["files"] = {"grid": str(grid_path), **write_report(report, output_dir)}
     write_text_atomic(output_dir / "metrics.json", json.dumps(report, indent=2))
     table = format_table(out["models"], out["ground_truth"])
     notes = "".join(f"\n{reason}" for reason in backends.skipped.values())
     unread = f"\n{skipped_summary(skipped, output_dir / 'report.md')}" if skipped and skipped["count"] else ""
-    print(f"\n{out['num_images']} test images{unread}\n{table}\n{notes}\n\nwritten to {output_dir}")
+    warned = "".join(f"\nWARNING: {w}" for w in report["warnings"])
+    print(f"\n{out['num_images']} test images{unread}{warned}\n{table}\n{notes}\n\nwritten to {output_dir}")
+    if samples_out is not None:  # e.g. the README's picture: docs/cifar10_samples.png; written last, so a
+        try:  # failure here (a full disk) loses none of the results above
+            save_image_atomic(grid, samples_out)
+        except OSError as err:
+            raise OutputNotWritableError(
+                f"eval.samples_out={samples_out} could not be written ({err.strerror or err}); the results are kept "
+                f"in {output_dir / 'metrics.json'} and report.md; the same grid is {grid_path}"
+            ) from err
     return report

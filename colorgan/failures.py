@@ -34,6 +34,7 @@ def _known_types() -> tuple[type[BaseException], ...]:
         module.NonFiniteLossError,
         probe.ProbeError,
         run_folder.OutputNotWritableError,
+        run_folder.RunFolderBusyError,
         training.NoStepTakenError,
         io.WeightsUnavailable,
     )

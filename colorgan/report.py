@@ -114,6 +114,7 @@ def render_markdown(report: dict[str, Any], plot_name: str | None) -> str:
         f"{report['timing']['scoring_seconds']:.1f} s on {report['timing']['device']} "
         f"({report['timing']['images_per_second']:.0f} images/s per candidate set).",
         "Checkpoints:\n\n" + "\n".join(f"- `{p}`" for p in report["checkpoints"]),
+        *(f"## Warning\n\n{warning[0].upper()}{warning[1:]}." for warning in report.get("warnings", [])),
         *([_skipped_section(report["skipped_images"])] if (report.get("skipped_images") or {}).get("count") else []),
         "## Results\n\n`gray` is the baseline that keeps L and sets ab = 0. "
         "↑ higher is better, ↓ lower is better; colourfulness is best when closest to the ground truth's.\n\n"

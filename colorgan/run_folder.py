@@ -6,6 +6,12 @@ resuming (``hydra.run.dir=<run> ckpt_path=last``) would overwrite the config of 
 ``KeepAttempts`` (a Hydra callback, ``conf/hydra/default.yaml``) first moves them to
 ``.hydra/attempt_<k>/``. When the attempt then fails before its work starts (a config, data or
 checkpoint mistake), ``settle_failed_attempt`` puts the folder back as it was.
+
+One process at a time works in a run folder: ``KeepAttempts`` takes an exclusive lock on its
+``.colorgan.lock`` before touching anything, held until the process ends, however it ends (the kernel
+drops an ``flock`` with the process, even after ``kill -9``, so a lock file left behind never blocks).
+A second train.py or evaluate.py in the same folder (two resumes, or two runs given one
+``hydra.run.dir``) stops at once, naming the folder, before it writes anything there.
 """
 
 from __future__ import annotations
@@ -15,7 +21,12 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs are not locked there
+    fcntl = None  # type: ignore[assignment]
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -25,10 +36,50 @@ from colorgan.places import folder_problem
 
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 _ATTEMPT_DIR = re.compile(r"^attempt_(\d+)$")
+LOCK_FILE = ".colorgan.lock"  # in the run folder; locked (flock) while a process works there
 
 
 class OutputNotWritableError(OSError):
     """A folder the run must write to cannot be created or written; the message names the key."""
+
+
+class RunFolderBusyError(OSError):
+    """Another process works in this run folder now; the message names the folder."""
+
+
+_lock: IO[str] | None = None  # the open lock file of this process's run folder: closing it drops the lock
+
+
+def lock_run_folder(run_dir: Path) -> None:
+    """Hold the run folder's lock for the rest of this process, or raise ``RunFolderBusyError``.
+
+    Creates the folder and its (empty) lock file when missing; an existing lock file is left as it is, so a
+    refused or undone attempt changes nothing in the folder.
+    """
+    global _lock
+    release_run_folder()
+    if fcntl is None:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    file = open(path, "a")  # noqa: SIM115 (kept open for the life of the run: it holds the lock)
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        file.close()
+        raise RunFolderBusyError(
+            f"hydra.run.dir={run_dir} is in use by another train.py or evaluate.py, which holds the lock on {path}; "
+            "wait until it ends, or give this run another hydra.run.dir. Nothing in the folder was changed"
+        ) from None
+    _lock = file
+
+
+def release_run_folder() -> None:
+    """Drop this process's run-folder lock, if it holds one (the end of the process does the same)."""
+    global _lock
+    if _lock is not None:
+        _lock.close()
+        _lock = None
 
 
 def check_writable(path: str | Path, key: str) -> None:
@@ -70,7 +121,8 @@ def archive_hydra_config(hydra_dir: Path) -> Path | None:
 
 
 class KeepAttempts(Callback):
-    """Hydra callback: check the run folder can be written, keep the previous attempt's ``.hydra`` files."""
+    """Hydra callback: check the run folder can be written and is no other process's, keep the previous
+    attempt's ``.hydra`` files."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _attempt
@@ -86,11 +138,19 @@ class KeepAttempts(Callback):
                 raise
             exit_with_message(err)
         hydra_dir = run_dir / str(subdir)
+        created_from = next((p for p in (*reversed(run_dir.parents), run_dir) if not p.exists()), None)
+        entries_before = frozenset(os.listdir(run_dir)) if run_dir.is_dir() else frozenset()
+        try:
+            lock_run_folder(run_dir)
+        except RunFolderBusyError as err:
+            if show_traceback(config):
+                raise
+            exit_with_message(err)
         _attempt = Attempt(
             run_dir=run_dir,
             hydra_dir=hydra_dir,
-            created_from=next((p for p in (*reversed(run_dir.parents), run_dir) if not p.exists()), None),
-            entries_before=frozenset(os.listdir(run_dir)) if run_dir.is_dir() else frozenset(),
+            created_from=created_from,
+            entries_before=entries_before,
             archived=archive_hydra_config(hydra_dir),
         )
 

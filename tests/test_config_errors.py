@@ -258,3 +258,30 @@ def test_resume_names_a_bad_checkpoint_before_training(make_cfg, tmp_path, pretr
         train(cfg)  # a pretraining checkpoint has no discriminator: resuming the GAN stage from it cannot work
     assert str(path) in str(info.value) and RESUME_CASES[kind] in str(info.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ------------------------------------------------------------------------------------------- types
+@pytest.mark.parametrize(
+    ("override", "named", "need"),
+    [
+        ('data.flip="false"', "data.flip='false'", "true or false"),  # a non-empty string would read as true
+        ("model.channels_last=no", "model.channels_last='no'", "true or false"),
+        ("data.flip=1", "data.flip=1", "true or false"),  # an int where a boolean is expected
+        ("data.on_device=0", "data.on_device=0", "true or false"),
+        ("data.batch_size=true", "data.batch_size=True", "an integer"),
+        ('trainer.max_epochs="3"', "trainer.max_epochs='3'", "an integer"),
+        ("model.generator.ngf=8.5", "model.generator.ngf=8.5", "an integer"),
+        ("+callbacks.model_checkpoint.verbose=yes", "callbacks.model_checkpoint.verbose='yes'", "true or false"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_naming_the_key(make_cfg, tmp_path, override, named, need):
+    cfg = make_cfg([*train_overrides("cifar_gan", override, *NO_DATA), f"paths.data_dir={tmp_path / 'none'}"])
+    with pytest.raises(ConfigError) as info:
+        train(cfg)
+    assert str(info.value).startswith(f"{named} is invalid: it must be {need}")
+
+
+def test_evaluate_refuses_a_data_value_of_the_wrong_type_before_loading_anything(make_cfg, tmp_path):
+    cfg = make_cfg(["ckpt_path=not-read.ckpt", 'data.flip="false"'], config_name="eval")
+    with pytest.raises(ConfigError, match=r"^data\.flip='false' is invalid"):
+        evaluate(cfg)

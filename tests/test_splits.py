@@ -86,8 +86,8 @@ def test_split_is_stable_across_runs_listing_order_and_new_files(tmp_path, monke
     first = named()
     assert named() == first  # a second run
     with monkeypatch.context() as m:  # the file system lists in another order
-        real = datamodule_module.find_images
-        m.setattr(datamodule_module, "find_images", lambda folder: list(reversed(real(folder))))
+        real = datamodule_module.find_photos
+        m.setattr(datamodule_module, "find_photos", lambda folder: (list(reversed(real(folder)[0])), {}))
         assert named() == first
     assert named(seed=1)["test"] != first["test"]  # the seed matters
 

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from colorgan.color import rgb_to_lab_normalized
 from colorgan.data.cifar10 import CLASS_NAMES, DataNotFoundError, cifar10_split_size, ensure_cifar10, load_cifar10_split
 from colorgan.data.datasets import FolderDataset, SkippedImages, TensorImageDataset, check_readable
-from colorgan.data.images import IMAGE_EXTENSIONS, find_images
+from colorgan.data.images import IMAGE_EXTENSIONS
+from colorgan.data.outputs import find_photos, output_folder_kind
 
 log = logging.getLogger(__name__)
 
@@ -289,9 +290,12 @@ class FolderDataModule(ColorizationDataModule):
         self._descriptions: dict[str, str] = {}
         self._where: dict[str, str] = {}
         self._last_eval_set: Dataset | None = None
+        self._left_out: dict[str, str] = {}  # colorgan outputs found under root: never read as photos
 
     def _files(self, folder: Path) -> list[Path]:
-        files = find_images(folder)
+        """The photos under ``folder``; colorgan's own outputs in it (run folders, ...) are left out and noted."""
+        files, left_out = find_photos(folder)
+        self._left_out.update(left_out)
         if not files:
             raise DataNotFoundError(
                 f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}; "
@@ -305,6 +309,11 @@ class FolderDataModule(ColorizationDataModule):
             return self._splits
         if not self.root.is_dir():
             raise DataNotFoundError(f"data.root={self.root} is not a folder; set data.root=PATH to a folder of photos")
+        kind = output_folder_kind(self.root)
+        if kind is not None:
+            raise DataNotFoundError(
+                f"data.root={self.root} is {kind}, not a folder of photos; set data.root=PATH to the photos"
+            )
         given = {name: self.root / name for name in ("val", "test") if (self.root / name).is_dir()}
         if (self.root / "train").is_dir():
             pool_dir, pool_name = self.root / "train", "train/"
@@ -316,13 +325,16 @@ class FolderDataModule(ColorizationDataModule):
                 pool_name += f" (outside its {', '.join(f'{n}/' for n in given)})"
         fractions = (("test", self.test_fraction), ("val", self.val_fraction))
         carved = {name: fraction for name, fraction in fractions if name not in given}
-        if len(pool) < len(carved) + 1:
+        if not pool and "test" in given:  # test/ (and val/) alone: enough to evaluate, nothing to train on
+            carved, splits = {}, {}
+        elif len(pool) < len(carved) + 1:
             raise DataNotFoundError(
                 f"{len(pool)} image(s) under {pool_dir} cannot be split into "
                 f"{' and '.join(['train', *carved])}; add images"
                 + "".join(f", or a {n}/ sub-folder to data.root={self.root}" for n in carved)
             )
-        splits = hash_split(pool, pool_dir, self.split_seed, carved)
+        else:
+            splits = hash_split(pool, pool_dir, self.split_seed, carved)
         descriptions, where = {}, {}
         for name, folder in given.items():
             splits[name] = self._files(folder)
@@ -335,13 +347,18 @@ class FolderDataModule(ColorizationDataModule):
             )
             where[name] = f"of the {name} split of data.root={self.root}"
         held_out = " and ".join(carved)
-        descriptions["train"] = f"train: {len(splits['train'])} images" + (
-            f" of {pool_name} (the rest after the {held_out} split{'s' if len(carved) > 1 else ''})"
-            if carved
-            else " of the train/ folder"
-        )
-        where["train"] = f"in {pool_dir}" if pool_dir != self.root else f"of the train split of data.root={self.root}"
+        if "train" in splits:
+            descriptions["train"] = f"train: {len(splits['train'])} images" + (
+                f" of {pool_name} (the rest after the {held_out} split{'s' if len(carved) > 1 else ''})"
+                if carved
+                else " of the train/ folder"
+            )
+            where["train"] = (
+                f"in {pool_dir}" if pool_dir != self.root else f"of the train split of data.root={self.root}"
+            )
         self._splits, self._descriptions, self._where = splits, descriptions, where
+        for path, kind in self._left_out.items():
+            log.warning("not read as photos: %s is %s", path, kind)
         return splits
 
     def split_description(self, split: str = "test") -> str:
@@ -353,6 +370,11 @@ class FolderDataModule(ColorizationDataModule):
         splits = self.split_files()
         common = {"image_size": self.image_size, "on_bad_image": self.on_bad_image}
         if stage in (None, "fit", "validate") and self.train_set is None:
+            if "train" not in splits or "val" not in splits:
+                raise DataNotFoundError(
+                    f"data.root={self.root} holds only {' and '.join(f'{n}/' for n in splits)}: no photos to train "
+                    "on; add them in a train/ sub-folder (evaluate.py scores the test/ folder as it is)"
+                )
             for name in ("train", "val"):
                 check_readable(splits[name], self._where[name], self.on_bad_image)
             self.train_set = FolderDataset(splits["train"], load_size=self.load_size, train=True, **common)

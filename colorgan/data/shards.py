@@ -91,6 +91,42 @@ def decode_batch(
     )
 
 
+def _again(root: str) -> str:
+    """The fix for damaged shards: they cannot be repaired in place."""
+    return (
+        f"the shards of data.root={root} are damaged: prepare the photo folder again into a new folder "
+        "(`python -m colorgan.data.prepare PHOTO_FOLDER --out NEW`) and set data.root=NEW"
+    )
+
+
+def _parsed_prepared(path: Path, root: str) -> dict[str, Any]:
+    """A local ``prepared.json``, or a message naming it when it is damaged (not JSON, or not what prepare writes)."""
+    try:
+        info = json.loads(path.read_text())
+        if not isinstance(info, dict) or not isinstance(info.get("size"), int) or not isinstance(info["splits"], dict):
+            raise ValueError("not the settings and splits that prepare writes")
+        return info
+    except (ValueError, KeyError, UnicodeDecodeError, OSError) as err:
+        raise DataNotFoundError(f"{path} is damaged ({err}); {_again(root)}") from None
+
+
+def check_chunks(folder: Path, root: str) -> None:
+    """Every chunk a local split's ``index.json`` lists is there, whole: a truncated or missing chunk is named
+    here rather than failing in a loader worker mid-epoch."""
+    index = folder / "index.json"
+    try:
+        chunks = json.loads(index.read_text())["chunks"]
+        expected = {str(c["filename"]): int(c["chunk_bytes"]) for c in chunks}
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise DataNotFoundError(f"{index} is missing or damaged ({err}); {_again(root)}") from None
+    for name, size in expected.items():
+        chunk = folder / name
+        actual = chunk.stat().st_size if chunk.is_file() else None
+        if actual != size:
+            state = "missing" if actual is None else f"truncated ({actual:,} of {size:,} bytes)"
+            raise DataNotFoundError(f"the shard {chunk} is {state}; {_again(root)}")
+
+
 def read_prepared(root: str) -> dict[str, Any]:
     """``prepared.json`` of ``root``, a folder or an object-store URL (s3://, gs://, ...)."""
     if "://" not in root:
@@ -100,7 +136,7 @@ def read_prepared(root: str) -> dict[str, Any]:
                 f"data.root={root} holds no prepared shards ({path} is missing); make them with "
                 f"`python -m colorgan.data.prepare PHOTO_FOLDER --out {root}`, or point data.root at such a folder"
             )
-        return json.loads(path.read_text())
+        return _parsed_prepared(path, root)
     from litdata.streaming.fs_provider import _get_fs_provider
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,6 +215,8 @@ class ShardsDataModule(ColorizationDataModule):
         if not info or not info.get("images"):
             raise DataNotFoundError(f"data.root={self.root} has no prepared {split} split; prepare the folder again")
         self.skipped_images.reasons.update(info.get("skipped", {}))
+        if "://" not in self.root:
+            check_chunks(Path(self.root) / split, self.root)
         item = ShardItem(self.image_size, self.load_size, train, decode=not self.decodes_on_device())
         return StreamingDataset(
             f"{self.root.rstrip('/')}/{split}", shuffle=train, seed=self.shuffle_seed, transform=item
