@@ -28,7 +28,7 @@ from colorgan.data import images as image_io
 from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images
 from colorgan.inference import MODES, colorize_images, default_batch_size
 from colorgan.io import save_image_atomic
-from colorgan.places import check_output_folder
+from colorgan.places import OutputPlaceError, check_output_folder
 from colorgan.runtime import pick_device
 from colorgan.video import (
     VIDEO_EXTENSIONS,
@@ -246,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out_apart_from_model(out: Path, ckpt: Path) -> None:
+    """``--out`` is not the model folder given as ``--ckpt``, nor inside it: its files are the model's alone."""
+    if ckpt.is_dir() and _is_inside(out, ckpt):
+        raise OutputPlaceError(
+            f"--out {out} is inside the model folder --ckpt {ckpt}, whose files are the model's (and are shared "
+            "with it); choose another --out"
+        )
+
+
 def colorize_videos(
     generator: nn.Module,
     jobs: Sequence[Job],
@@ -371,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--overlap and --temporal are fractions in [0, 1)")
     try:
         check_output_folder(args.out)  # before the model is loaded
+        check_out_apart_from_model(args.out, Path(args.ckpt))
         generator, hparams = load_generator(args.ckpt, pick_device(args.device))
     except (CheckpointError, ValueError, RuntimeError) as err:  # OutputPlaceError is a ValueError
         return _fail(str(err))

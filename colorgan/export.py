@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             wrote = export_folder(args)
         else:
             check_output_file(args.out, example=EXAMPLE_NAMES[args.format])
-            check_not_an_input(args.out, {"--ckpt": args.ckpt})
+            check_not_an_input(args.out, [("--ckpt", args.ckpt)])
             generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False, ema=not args.raw_weights)
             if hparams.get("stochastic_inference") and not args.deterministic:
                 raise ExportError(
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def export_folder(args: argparse.Namespace) -> str:
     """``--format folder``: write the model folder, then check it rebuilds the same generator, tensor for tensor."""
     check_output_folder(args.out)
-    check_not_an_input(args.out, {"--ckpt": args.ckpt})
+    check_not_an_input(args.out, [("--ckpt", args.ckpt)])
     check_replaceable(args.out)
     metrics = read_metrics(args.metrics) if args.metrics else None
     if args.samples:

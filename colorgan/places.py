@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -69,9 +70,9 @@ def training_file_problem(path: Path) -> str | None:
     return None
 
 
-def check_not_an_input(path: Path, inputs: dict[str, str | Path | None], option: str = "--out") -> None:
-    """Before any work: ``path`` is none of ``inputs`` (option -> path) and no training file (above)."""
-    for name, given in inputs.items():
+def check_not_an_input(path: Path, inputs: Iterable[tuple[str, str | Path | None]], option: str = "--out") -> None:
+    """Before any work: ``path`` is none of ``inputs`` ((option, path) pairs) and no training file (above)."""
+    for name, given in inputs:
         if given is not None and _same_path(path, Path(given)):
             raise OutputPlaceError(
                 f"{option} {path} is the {name} it would be made from; writing it would destroy the input: "

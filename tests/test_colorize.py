@@ -341,3 +341,16 @@ def test_train_colorize_evaluate(make_cfg, tmp_path, capsys):
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(written["models"]) == {"gray", "run/last"} == set(report["models"])
     assert np.isfinite(written["models"]["run/last"]["psnr"])
+
+
+def test_cli_never_writes_into_the_model_folder_it_reads(tmp_path, capsys, monkeypatch):
+    Image.fromarray(photo(8, 8)).save(tmp_path / "a.png")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"format": "colorgan-generator"}')
+    no_model(monkeypatch)
+    for out in (model, model / "colorized"):
+        assert run_cli(tmp_path / "a.png", "--ckpt", model, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out} is inside the model folder --ckpt {model}" in err, err
+    assert [p.name for p in model.iterdir()] == ["config.json"]
