@@ -26,7 +26,7 @@ from tqdm import tqdm
 from colorgan.checkpoint import CheckpointError, load_generator
 from colorgan.data import images as image_io
 from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images
-from colorgan.inference import MODES, colorize_images, default_batch_size
+from colorgan.inference import MODES, NonFiniteOutputError, colorize_images, default_batch_size
 from colorgan.io import save_image_atomic
 from colorgan.places import OutputPlaceError, check_output_folder
 from colorgan.runtime import pick_device
@@ -271,7 +271,7 @@ def colorize_videos(
                 raise target
             smoothing = TemporalSmoothing(strength=temporal) if temporal is not None else None
             summary = colorize_video(generator, source, target, temporal=smoothing, **settings)
-        except (VideoError, UnsafeOutputPath, OSError) as err:
+        except (VideoError, UnsafeOutputPath, NonFiniteOutputError, OSError) as err:
             _fail(f"skipped {source}: {err}", failures)
             continue
         tqdm.write(
@@ -333,12 +333,24 @@ def colorize_files(
     batch_size = batch_size or default_batch_size(size, mode)
     files_per_batch = batch_size if mode == "full" else 1
 
+    def colorize(batch: list[Image.Image]) -> list[Image.Image]:
+        return colorize_images(generator, batch, size, mode, batch_size=batch_size, overlap=overlap)
+
     def flush() -> None:
         nonlocal written
-        images = colorize_images(
-            generator, [image for _, image in pending], size, mode, batch_size=batch_size, overlap=overlap
-        )
+        try:
+            images: list[Image.Image | None] = list(colorize([image for _, image in pending]))
+        except NonFiniteOutputError:  # one by one, so the others are written and each culprit named
+            images = []
+            for job, image in pending:
+                try:
+                    images += colorize([image])
+                except NonFiniteOutputError as err:
+                    _fail(f"skipped {job.source}: {err}", failures)
+                    images.append(None)
         for (job, _), out in zip(pending, images):
+            if out is None:
+                continue
             try:
                 save_colorized(out, plan[job], job.relative.as_posix())
                 written += 1

@@ -27,7 +27,7 @@ from colorgan.checkpoint import CheckpointError, load_generator
 # The inference steps colorgan-colorize runs, imported here only.
 from colorgan.colorize import reduced_note, save_colorized
 from colorgan.data.images import BadImageError, decode_image
-from colorgan.inference import MODES, GrayBaseline, colorize_image
+from colorgan.inference import MODES, GrayBaseline, NonFiniteOutputError, colorize_image
 from colorgan.models.layers import STOCHASTIC_MODULES
 from colorgan.runtime import DeviceUnavailable, pick_device
 
@@ -150,7 +150,7 @@ def build_app(generator: nn.Module, size: int, examples: list[Path]) -> gr.Block
             with one_at_a_time, tempfile.TemporaryDirectory(prefix="colorgan-demo-") as folder:
                 try:
                     result = colorize_upload(path, generator, size, mode_name, chosen_seed, Path(folder))
-                except BadImageError as err:
+                except (BadImageError, NonFiniteOutputError) as err:
                     raise gr.Error(str(err), duration=None, print_exception=False) from None
                 served = [download.move_resource_to_block_cache(p) for p in (result.gray, result.colour)]
             if result.note:
