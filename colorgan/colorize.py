@@ -27,7 +27,7 @@ from colorgan.checkpoint import CheckpointError, load_generator
 from colorgan.data import images as image_io
 from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images
 from colorgan.inference import MODES, NonFiniteOutputError, colorize_images, default_batch_size
-from colorgan.io import save_image_atomic
+from colorgan.io import is_temp_file, save_image_atomic
 from colorgan.places import OutputPlaceError, check_output_folder
 from colorgan.runtime import pick_device
 from colorgan.video import (
@@ -130,7 +130,7 @@ def collect_inputs(inputs: Iterable[str], out_dir: Path) -> Inputs:
             for match in sorted(Path(m) for m in glob.glob(str(path), recursive=True)):
                 if match.is_dir():
                     found += find_images(match)
-                elif match.suffix.lower() in IMAGE_EXTENSIONS and match.is_file():
+                elif match.suffix.lower() in IMAGE_EXTENSIONS and not is_temp_file(match) and match.is_file():
                     found.append(match)
             for image in found:
                 add(image, base)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -384,3 +385,22 @@ def test_a_prediction_that_is_not_finite_fails_naming_the_input_and_writes_nothi
     with pytest.raises(NonFiniteOutputError) as raised:
         colorize_images(NaNOnBright(), [Image.open(src / "dark.png"), Image.open(src / "bright.png")], 32, mode)
     assert raised.value.index == 1
+
+
+def test_what_a_kill_left_is_never_read_and_the_next_write_removes_it(ckpt, tmp_path, capsys):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo(40, 30)).save(src / "a.png")
+    half = src / f".b.png.{gone.pid}.tmp.png"  # a killed colorize (or save) wrote half of b.png
+    half.write_bytes((src / "a.png").read_bytes()[:60])
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, busy = out / f".a.png.{gone.pid}.tmp.png", out / f".c.png.{os.getppid()}.tmp.png"
+    for left in (stale, busy):
+        left.write_bytes(b"half an image")
+    assert run_cli(src, "--ckpt", ckpt, "--out", out) == 0
+    assert "colorized 1 of 1 inputs" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [busy.name, "a.png"]  # a writer still alive keeps its file
+    assert image_files.find_images(src) == [src / "a.png"]
