@@ -128,30 +128,31 @@ def generator_state(ckpt: dict[str, Any], path: str | Path, ema: bool = True) ->
     return weights
 
 
+def _dtype_allowed(key: str, value: torch.Tensor) -> bool:
+    """Weights in floating point; BatchNorm's step counters (``num_batches_tracked``) in integers."""
+    if key.endswith("num_batches_tracked"):
+        return not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+    return value.is_floating_point()
+
+
 def check_tensors(weights: dict[str, Any], where: str) -> None:
-    """Every weight a floating-point tensor of finite values (BatchNorm's step counters: integers).
+    """Every weight a tensor of an allowed dtype (:func:`_dtype_allowed`) holding finite values.
 
     ``load_state_dict`` would cast integers, booleans or complex numbers silently, and NaN or Inf
     weights make every output non-finite, which renders as a black or gray image.
     """
     for key, value in weights.items():
-        counter = key.endswith("num_batches_tracked")
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(
                 f"{where}: weight {key} is a {type(value).__name__}, not a tensor; the file is damaged"
             )
-        kind_ok = (
-            (not value.is_floating_point() and value.dtype != torch.bool and not value.is_complex())
-            if counter
-            else value.is_floating_point()
-        )
-        if not kind_ok:
-            need = "an integer" if counter else "floating point (float32, float16, bfloat16 or float64)"
+        if not _dtype_allowed(key, value):
+            need = "an integer" if key.endswith("num_batches_tracked") else "floating point (float32, float16, ...)"
             raise CheckpointError(
                 f"{where}: tensor {key} has dtype {str(value.dtype).removeprefix('torch.')}, not {need}; "
                 "the file is damaged or was not written by colorgan"
             )
-        if not counter and not bool(torch.isfinite(value).all()):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
             raise CheckpointError(
                 f"{where}: tensor {key} holds {bad} NaN or Inf value{'s' if bad != 1 else ''} (of {value.numel()}); "
