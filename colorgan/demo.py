@@ -28,6 +28,7 @@ from colorgan.checkpoint import CheckpointError, load_generator
 from colorgan.colorize import reduced_note, save_colorized
 from colorgan.data.images import BadImageError, decode_image
 from colorgan.inference import MODES, GrayBaseline, NonFiniteOutputError, colorize_image
+from colorgan.model_folder import ModelFolderError
 from colorgan.models.layers import STOCHASTIC_MODULES
 from colorgan.runtime import DeviceUnavailable, pick_device
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail('needs gradio, in the demo extra: pip install -e ".[demo]"')
     try:
         generator, hparams = load_generator(args.ckpt, pick_device(args.device), stochastic=args.stochastic)
-    except (CheckpointError, DeviceUnavailable) as err:
+    except (CheckpointError, ModelFolderError, DeviceUnavailable) as err:
         return _fail(str(err))
     size = args.size or (hparams.get("generator") or {}).get("image_size")
     if not size:
