@@ -136,9 +136,8 @@ def check_replaceable(out: Path) -> None:
         return
     if (out / CONFIG_NAME).is_file():
         raise ModelFolderError(
-            f'{out / CONFIG_NAME} was not written by colorgan (it has no "format": "{FORMAT}"), so {out} is someone '
-            "else's model folder; colorgan did not write it and leaves it alone: nothing was written (choose a new "
-            "--out)"
+            f'{out / CONFIG_NAME} has no "format": "{FORMAT}", so {out} is a folder colorgan did not write, and it '
+            "is never replaced; nothing was written (choose a new --out)"
         )
     raise ModelFolderError(
         f"{out} exists and is not a colorgan model folder; nothing was written (choose a new --out, "
