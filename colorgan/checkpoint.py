@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from colorgan.io import UnreadableFile, load_torch_file, save_torch_atomic
-from colorgan.model_folder import is_model_folder, load_as_checkpoint, resolve_model_path
-from colorgan.models import build_generator, set_stochastic_inference
+from colorgan.model_folder import CONFIG_NAME, WEIGHTS_NAME, is_model_folder, load_as_checkpoint, resolve_model_path
+from colorgan.models import GENERATORS, HEADS, build_generator, set_stochastic_inference
+from colorgan.models.layers import NOISE_KINDS, NORMS
 
 # Lightning's own names for ``trainer.fit(ckpt_path=...)``, resolved by Lightning itself.
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
@@ -27,6 +29,16 @@ class CheckpointError(UnreadableFile):
 
 
 CHECKPOINT_FIX = "pass a .ckpt file written by a colorgan training run (e.g. last.ckpt, or an earlier epoch's)"
+# What a file may claim about its generator, checked before anything is built: a few bytes of
+# config cannot ask for gigabytes of weights, or an inference size that no photo needs.
+GENERATOR_INT_BOUNDS = {
+    "image_size": (1, 2048),
+    "ngf": (1, 512),
+    "depth": (1, 8),
+    "noise_channels": (0, 64),
+    "dropout_blocks": (0, 8),
+}
+GENERATOR_CHOICES = {"name": GENERATORS, "norm": NORMS, "noise": NOISE_KINDS, "head": HEADS}
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -72,6 +84,11 @@ def _folder_message(folder: Path) -> str:
         {*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt"), *folder.glob("*/checkpoints/*.ckpt")},
         key=lambda p: (len(p.parts), p.name != "last.ckpt", str(p)),
     )
+    if not found and (folder / WEIGHTS_NAME).is_file():
+        return (
+            f"{folder} holds {WEIGHTS_NAME} but no {CONFIG_NAME}, which says which network the weights are for, so "
+            "it is not a usable model folder; export it again with colorgan-export --format folder"
+        )
     if not found:
         return (
             f"checkpoint {folder} is a folder, not a file, and holds no .ckpt file (in it, its checkpoints/ or "
@@ -87,27 +104,123 @@ def has_weight_average(ckpt: dict[str, Any]) -> bool:
     return isinstance(state, dict) and any(k.startswith("generator_ema.module.") for k in state)
 
 
+def _describe(path: str | Path) -> tuple[str, str]:
+    """Where a source keeps its generator's settings and its weights, in words for messages."""
+    if is_model_folder(path):
+        return f"{Path(path) / CONFIG_NAME}: generator", f"{Path(path) / WEIGHTS_NAME}"
+    return f"checkpoint {path}: hyper_parameters.generator", f"checkpoint {path}"
+
+
 def generator_state(ckpt: dict[str, Any], path: str | Path, ema: bool = True) -> dict[str, torch.Tensor]:
     """The generator's weights from a Lightning checkpoint: its weight average (``generator_ema.module.*``)
-    when it has one and ``ema``, else the trained weights (``generator.*``)."""
+    when it has one and ``ema``, else the trained weights (``generator.*``). Each is checked
+    (:func:`check_tensors`): damaged weights are refused here, not rendered as black images."""
     state = ckpt.get("state_dict")
     state = state if isinstance(state, dict) else {}
     prefix = "generator_ema.module." if ema and has_weight_average(ckpt) else "generator."
-    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    weights = {k[len(prefix) :]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
     if not weights:
         raise CheckpointError(
             f"checkpoint {path} holds no generator weights (no 'generator.*' keys in its state_dict); "
             "pass a checkpoint written by colorgan's train.py"
         )
+    check_tensors(weights, _describe(path)[1])
     return weights
 
 
+def _dtype_allowed(key: str, value: torch.Tensor) -> bool:
+    """Weights in floating point; BatchNorm's step counters (``num_batches_tracked``) in integers."""
+    if key.endswith("num_batches_tracked"):
+        return not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+    return value.is_floating_point()
+
+
+def check_tensors(weights: dict[str, Any], where: str) -> None:
+    """Every weight a tensor of an allowed dtype (:func:`_dtype_allowed`) holding finite values.
+
+    ``load_state_dict`` would cast integers, booleans or complex numbers silently, and NaN or Inf
+    weights make every output non-finite, which renders as a black or gray image.
+    """
+    for key, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{where}: weight {key} is a {type(value).__name__}, not a tensor; the file is damaged"
+            )
+        if not _dtype_allowed(key, value):
+            need = "an integer" if key.endswith("num_batches_tracked") else "floating point (float32, float16, ...)"
+            raise CheckpointError(
+                f"{where}: tensor {key} has dtype {str(value.dtype).removeprefix('torch.')}, not {need}; "
+                "the file is damaged or was not written by colorgan"
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(
+                f"{where}: tensor {key} holds {bad} NaN or Inf value{'s' if bad != 1 else ''} (of {value.numel()}); "
+                "such weights colour every image wrongly (a run that diverged, or a damaged file): use an earlier "
+                "checkpoint"
+            )
+
+
 def generator_config(ckpt: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The generator's settings, of the types and within the bounds colorgan builds (:func:`check_generator_config`)."""
     hparams = ckpt.get("hyper_parameters") or {}
     cfg = hparams.get("generator") if isinstance(hparams, dict) else None
     if not isinstance(cfg, dict) or "name" not in cfg:
         raise CheckpointError(f"checkpoint {path} does not say which generator it holds (hyper_parameters.generator)")
+    check_generator_config(cfg, _describe(path)[0])
     return dict(cfg)
+
+
+def check_generator_config(cfg: dict[str, Any], where: str) -> None:
+    """Names, sizes and fractions of a file's generator settings; ``where`` names the file and key in messages."""
+
+    def refuse(key: str, need: str) -> None:
+        raise CheckpointError(f"{where}.{key}={cfg[key]!r} {need}; the file is damaged or was not written by colorgan")
+
+    for key, choices in GENERATOR_CHOICES.items():
+        if key in cfg and (not isinstance(cfg[key], str) or cfg[key] not in choices):
+            refuse(key, f"is not one of {sorted(choices)}")
+    for key, (low, high) in GENERATOR_INT_BOUNDS.items():
+        value = cfg.get(key)
+        if key == "depth" and value is None:  # None: from the image size
+            continue
+        if key in cfg and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
+            refuse(key, f"must be an integer from {low} to {high}")
+    dropout = cfg.get("dropout", 0.0)
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, int | float)
+        or not (math.isfinite(dropout) and 0 <= dropout < 1)
+    ):
+        refuse("dropout", "must be a fraction in [0, 1)")
+    if not isinstance(cfg.get("pretrained", False), bool):
+        refuse("pretrained", "must be true or false")
+
+
+def _check_shapes(cfg: dict[str, Any], weights: dict[str, torch.Tensor], path: str | Path) -> None:
+    """The weights are those of the network ``cfg`` describes, compared before that network is built.
+
+    The network is laid out on the meta device (shapes, no memory), so settings that do not match
+    the weights never allocate anything.
+    """
+    settings, where = _describe(path)
+    try:
+        with torch.device("meta"):
+            expected = build_generator(cfg).state_dict()
+    except (ValueError, TypeError, KeyError) as err:
+        raise CheckpointError(f"{settings} describes a generator colorgan cannot build ({err})") from err
+    missing, unexpected = sorted(expected.keys() - weights.keys()), sorted(weights.keys() - expected.keys())
+    reshaped = [k for k in expected if k in weights and tuple(expected[k].shape) != tuple(weights[k].shape)]
+    if missing or unexpected or reshaped:
+        if reshaped:
+            key = reshaped[0]
+            detail = f"{key} has shape {tuple(weights[key].shape)}, the settings need {tuple(expected[key].shape)}"
+        else:
+            detail = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise CheckpointError(
+            f"{settings} does not describe the weights in {where} ({detail}); the file is damaged or its settings "
+            "were edited: export the model again from its checkpoint"
+        )
 
 
 def _load_weights(
@@ -185,13 +298,13 @@ def load_generator(
     cfg = generator_config(ckpt, path)
     if "pretrained" in cfg:
         cfg["pretrained"] = False  # the checkpoint has the weights; never fetch ImageNet ones
+    weights = generator_state(ckpt, path, ema)
+    _check_shapes(cfg, weights, path)  # before the network is built: its size is bounded by the weights
     try:
         generator = build_generator(cfg)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"checkpoint {path} describes a generator colorgan cannot build ({err})") from err
-    _load_weights(
-        generator, generator_state(ckpt, path, ema), path, "its own hyper_parameters.generator", "the file is damaged"
-    )
+    _load_weights(generator, weights, path, "its own hyper_parameters.generator", "the file is damaged")
     hparams = ckpt.get("hyper_parameters", {})
     if stochastic is None:
         stochastic = bool(hparams.get("stochastic_inference", False))

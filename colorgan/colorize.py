@@ -26,11 +26,11 @@ from tqdm import tqdm
 from colorgan.checkpoint import CheckpointError, load_generator
 from colorgan.data import images as image_io
 from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images
-from colorgan.inference import MODES, colorize_images, default_batch_size
-from colorgan.io import save_image_atomic
+from colorgan.inference import MODES, NonFiniteOutputError, colorize_images, default_batch_size
+from colorgan.io import is_temp_file, save_image_atomic
 from colorgan.model_folder import shipped_models
 from colorgan.models import set_temperature
-from colorgan.places import check_output_folder
+from colorgan.places import OutputPlaceError, check_output_folder
 from colorgan.runtime import pick_device
 from colorgan.video import (
     VIDEO_EXTENSIONS,
@@ -132,7 +132,7 @@ def collect_inputs(inputs: Iterable[str], out_dir: Path) -> Inputs:
             for match in sorted(Path(m) for m in glob.glob(str(path), recursive=True)):
                 if match.is_dir():
                     found += find_images(match)
-                elif match.suffix.lower() in IMAGE_EXTENSIONS and match.is_file():
+                elif match.suffix.lower() in IMAGE_EXTENSIONS and not is_temp_file(match) and match.is_file():
                     found.append(match)
             for image in found:
                 add(image, base)
@@ -257,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out_apart_from_model(out: Path, ckpt: Path) -> None:
+    """``--out`` is not the model folder given as ``--ckpt``, nor inside it: its files are the model's alone."""
+    if ckpt.is_dir() and _is_inside(out, ckpt):
+        raise OutputPlaceError(
+            f"--out {out} is inside the model folder --ckpt {ckpt}, whose files are the model's (and are shared "
+            "with it); choose another --out"
+        )
+
+
 def colorize_videos(
     generator: nn.Module,
     jobs: Sequence[Job],
@@ -273,7 +282,7 @@ def colorize_videos(
                 raise target
             smoothing = TemporalSmoothing(strength=temporal) if temporal is not None else None
             summary = colorize_video(generator, source, target, temporal=smoothing, **settings)
-        except (VideoError, UnsafeOutputPath, OSError) as err:
+        except (VideoError, UnsafeOutputPath, NonFiniteOutputError, OSError) as err:
             _fail(f"skipped {source}: {err}", failures)
             continue
         tqdm.write(
@@ -335,12 +344,24 @@ def colorize_files(
     batch_size = batch_size or default_batch_size(size, mode)
     files_per_batch = batch_size if mode == "full" else 1
 
+    def colorize(batch: list[Image.Image]) -> list[Image.Image]:
+        return colorize_images(generator, batch, size, mode, batch_size=batch_size, overlap=overlap)
+
     def flush() -> None:
         nonlocal written
-        images = colorize_images(
-            generator, [image for _, image in pending], size, mode, batch_size=batch_size, overlap=overlap
-        )
+        try:
+            images: list[Image.Image | None] = list(colorize([image for _, image in pending]))
+        except NonFiniteOutputError:  # one by one, so the others are written and each culprit named
+            images = []
+            for job, image in pending:
+                try:
+                    images += colorize([image])
+                except NonFiniteOutputError as err:
+                    _fail(f"skipped {job.source}: {err}", failures)
+                    images.append(None)
         for (job, _), out in zip(pending, images):
+            if out is None:
+                continue
             try:
                 save_colorized(out, plan[job], job.relative.as_posix())
                 written += 1
@@ -382,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--overlap and --temporal are fractions in [0, 1)")
     try:
         check_output_folder(args.out)  # before the model is loaded
+        check_out_apart_from_model(args.out, Path(args.ckpt))
         generator, hparams = load_generator(args.ckpt, pick_device(args.device))
         if not set_temperature(generator, args.temperature) and args.temperature is not None:
             return _fail(f"--temperature applies to classification models; {args.ckpt} regresses ab directly")

@@ -27,7 +27,8 @@ from colorgan.checkpoint import CheckpointError, load_generator
 # The inference steps colorgan-colorize runs, imported here only.
 from colorgan.colorize import reduced_note, save_colorized
 from colorgan.data.images import BadImageError, decode_image
-from colorgan.inference import MODES, GrayBaseline, colorize_image
+from colorgan.inference import MODES, GrayBaseline, NonFiniteOutputError, colorize_image
+from colorgan.model_folder import ModelFolderError
 from colorgan.models import ColorBinsGenerator, set_temperature
 from colorgan.models.layers import STOCHASTIC_MODULES
 from colorgan.runtime import DeviceUnavailable, pick_device
@@ -163,7 +164,7 @@ def build_app(generator: nn.Module, size: int, examples: list[Path]) -> gr.Block
                 set_temperature(generator, float(t) if t and default_temperature is not None else None)
                 try:
                     result = colorize_upload(path, generator, size, mode_name, chosen_seed, Path(folder))
-                except BadImageError as err:
+                except (BadImageError, NonFiniteOutputError) as err:
                     raise gr.Error(str(err), duration=None, print_exception=False) from None
                 served = [download.move_resource_to_block_cache(p) for p in (result.gray, result.colour)]
             if result.note:
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail('needs gradio, in the demo extra: pip install -e ".[demo]"')
     try:
         generator, hparams = load_generator(args.ckpt, pick_device(args.device), stochastic=args.stochastic)
-    except (CheckpointError, DeviceUnavailable) as err:
+    except (CheckpointError, ModelFolderError, DeviceUnavailable) as err:
         return _fail(str(err))
     size = args.size or (hparams.get("generator") or {}).get("image_size")
     if not size:

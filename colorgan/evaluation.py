@@ -33,7 +33,7 @@ from colorgan.inference import GrayBaseline
 from colorgan.io import WeightsUnavailable, find_weights, save_image_atomic, write_text_atomic
 from colorgan.metrics import PER_IMAGE_METRICS, Rendered, build_lpips, colorfulness, lpips_backbone_url, lpips_per_image
 from colorgan.models import AtTemperature, ColorBinsGenerator, set_stochastic_inference
-from colorgan.places import folder_problem
+from colorgan.places import OutputPlaceError, check_not_an_input, folder_problem
 from colorgan.probe import TRAIN_COMMAND, ProbeError, ProbeNet, load_probe
 from colorgan.report import format_table, skipped_summary, write_report
 from colorgan.run_folder import OutputNotWritableError, mark_work_started
@@ -410,10 +410,37 @@ def skipped_images(datamodule: Any) -> dict[str, Any] | None:
     return {**summary, "reasons": [tally.reasons[f] for f in summary["files"]]}
 
 
+SAMPLES_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def check_samples_out_is_no_input(cfg: DictConfig) -> None:
+    """Before any work: ``eval.samples_out`` names an image to write, and no input or training file.
+
+    Not a checkpoint (given or any other), not a file of a run's checkpoints/ or a model folder,
+    and not inside ``data.root``, where the grid would be read as a photo.
+    """
+    value = (cfg.get("eval") or {}).get("samples_out")
+    if not value:
+        return
+    path, key = Path(str(value)).expanduser(), f"eval.samples_out={value}"
+    check_not_an_input(path, [("ckpt_path", c) for c in as_path_list(cfg.get("ckpt_path"))], "eval.samples_out")
+    root = (cfg.get("data") or {}).get("root")
+    if root and "://" not in str(root) and path.resolve().is_relative_to(Path(str(root)).expanduser().resolve()):
+        raise OutputPlaceError(
+            f"{key} is inside data.root={root}, where the grid would be read as a photo; write it elsewhere"
+        )
+    if path.suffix.lower() not in SAMPLES_SUFFIXES:
+        raise OutputPlaceError(
+            f"{key}: the sample grid is an image, so name a {' or '.join(SAMPLES_SUFFIXES)} file "
+            "(e.g. docs/cifar10_samples.png)"
+        )
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` (one path or a list) and the gray baseline; rank 0 writes the report."""
     start = time.time()
     check_value_types(cfg)
+    check_samples_out_is_no_input(cfg)
     ecfg = cfg.get("eval") or OmegaConf.create({})
     options = {k: v for k, v in OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True).items() if v is not None}
     if "precision" in options:

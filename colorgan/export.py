@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from colorgan.checkpoint import CheckpointError, has_weight_average, load_generator, read_generator_source
 from colorgan.io import replacing
-from colorgan.model_folder import save_model_folder, stored
+from colorgan.model_folder import ModelFolderError, check_replaceable, save_model_folder, stored
 from colorgan.models import set_temperature
-from colorgan.places import check_output_file, check_output_folder
+from colorgan.places import check_not_an_input, check_output_file, check_output_folder
 
 FORMATS = ("onnx", "torchscript", "compact", "folder")
 EXAMPLE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt", "compact": "model.ckpt", "folder": "my-colorizer"}
@@ -38,6 +39,7 @@ OPSET = 18
 # Odd sides are never a multiple of 2**depth, so tracing takes the padding path that every
 # other size needs too (a multiple would record a graph without it).
 EXAMPLE_SHAPE = (2, 1, 37, 53)
+MAX_METRICS_BYTES = 1 << 24  # evaluate.py's metrics.json is some KB
 
 
 class ExportError(RuntimeError):
@@ -171,7 +173,11 @@ the exported model:
   colorgan.json). The output is run and compared with PyTorch (within {TOLERANCE}) before it is kept.
   TorchScript is deprecated by PyTorch; prefer ONNX for new deployments.
 
---out is checked first: a folder, or a place that cannot be written, fails before any work.
+--out is checked first: a folder, or a place that cannot be written, fails before any work; so
+does an --out that is the --ckpt itself, an existing .ckpt, a file in a run's checkpoints/ folder
+or a model folder's model.safetensors or config.json (nothing an export may replace). A folder
+(--format folder) is replaced only when its config.json says colorgan wrote it; when it holds
+other files too (a git clone: .git/, LICENSE, notes), colorgan's files are updated and the rest kept.
 
 exit status: 0 written and verified; 2 failed (nothing written).
 """
@@ -225,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             wrote = export_folder(args)
         else:
             check_output_file(args.out, example=EXAMPLE_NAMES[args.format])
+            check_not_an_input(args.out, [("--ckpt", args.ckpt)])
             generator, hparams = load_generator(args.ckpt, "cpu", stochastic=False, ema=not args.raw_weights)
             hparams = with_temperature(generator, hparams, args.temperature, args.ckpt)
             if hparams.get("stochastic_inference") and not args.deterministic:
@@ -251,11 +258,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def export_folder(args: argparse.Namespace) -> str:
     """``--format folder``: write the model folder, then check it rebuilds the same generator, tensor for tensor."""
     check_output_folder(args.out)
+    check_not_an_input(args.out, [("--ckpt", args.ckpt)])
+    check_replaceable(args.out)
+    metrics = read_metrics(args.metrics) if args.metrics else None
+    if args.samples:
+        check_image(args.samples)
     ckpt = read_generator_source(args.ckpt)  # read once: which weights it holds, then the generator
     averaged = not args.raw_weights and has_weight_average(ckpt)
     generator, hparams = load_generator(args.ckpt, "cpu", ema=not args.raw_weights, ckpt=ckpt)
     hparams = with_temperature(generator, hparams, args.temperature, args.ckpt)
-    metrics = json.loads(args.metrics.read_text(encoding="utf-8")) if args.metrics else None
     weights = "the moving average of the generator's weights" if averaged else "the trained weights"
     half = args.fp16
     save_model_folder(generator, hparams, args.out, weights=weights, metrics=metrics, samples=args.samples, half=half)
@@ -273,6 +284,43 @@ def with_temperature(generator: nn.Module, hparams: dict, temperature: float | N
     if not set_temperature(generator, temperature):
         raise ExportError(f"--temperature applies to classification models; {ckpt} regresses ab directly")
     return {**hparams, "generator": {**(hparams.get("generator") or {}), "temperature": temperature}}
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """``--metrics``: evaluate.py's metrics.json, a JSON object whose ``models`` map names to rows of numbers."""
+    problem = None
+    try:
+        size = path.stat().st_size
+        if size > MAX_METRICS_BYTES:
+            problem = f"holds {size:,} bytes, far more than a metrics.json ({MAX_METRICS_BYTES:,} at most)"
+        else:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        problem = f"cannot be read as JSON ({type(err).__name__}: {str(err)[:200]})"
+    if problem is None and not isinstance(metrics, dict):
+        problem = f"holds a JSON {type(metrics).__name__}, not the object evaluate.py writes"
+    elif problem is None and not (
+        isinstance(metrics.get("models", {}), dict)
+        and all(isinstance(r, dict) for r in metrics.get("models", {}).values())
+    ):
+        problem = 'has a "models" entry that is not an object of rows, as evaluate.py writes'
+    if problem:
+        raise ModelFolderError(f"--metrics {path} {problem}; pass the metrics.json of an evaluate.py run")
+    return metrics
+
+
+def check_image(path: Path) -> None:
+    """``--samples`` is an image (its header and structure are checked, its pixels not decoded)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ModelFolderError(
+            f"--samples {path} is not an image colorgan can read ({type(err).__name__}: {str(err)[:200]}); pass a "
+            "sample grid, e.g. the samples.png of an evaluate.py run"
+        ) from err
 
 
 if __name__ == "__main__":

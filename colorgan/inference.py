@@ -43,6 +43,27 @@ AbRows = Callable[[int, int], torch.Tensor]  # (r0, r1) -> normalised ab of rows
 InputImage = Image.Image | np.ndarray
 
 
+class NonFiniteOutputError(ValueError):
+    """The generator predicted NaN or Inf for an image, which would render as made-up (black or gray) colours.
+
+    ``index`` is the image's position in the list given to :func:`colorize_images`.
+    """
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        super().__init__(
+            "the generator predicted NaN or Inf colours for it (an overflow in its precision, or damaged weights), "
+            "so nothing was written; try --device cpu, or another checkpoint"
+        )
+
+
+def _check_finite(ab: torch.Tensor, first: int) -> None:
+    """Raise :class:`NonFiniteOutputError` for the first image of ``ab`` (from index ``first``) that is not finite."""
+    finite = torch.isfinite(ab).flatten(1).all(1)
+    if not bool(finite.all()):
+        raise NonFiniteOutputError(first + int((~finite).nonzero()[0, 0]))
+
+
 class GrayBaseline(nn.Module):
     """The colorizer every model must beat: it keeps L and predicts ab = 0, rendering the photo in gray."""
 
@@ -166,6 +187,7 @@ def colorize_images(
     The generator runs on its own device and in its own dtype, at ``size`` (its training size);
     ``batch_size`` counts images (full) or windows (tiles), ``overlap`` is a fraction of ``size``.
     Outputs are 8-bit RGB of the input's size, RGBA when the input has alpha (kept as it is).
+    A prediction that is not finite raises :class:`NonFiniteOutputError` (never a black image).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -183,17 +205,19 @@ def colorize_images(
         return generator(L.to(dtype)).float()
 
     def full() -> Iterator[tuple[Image.Image, Image.Image | None, AbRows]]:
-        for chunk in batched(images, batch_size):
+        for first, chunk in zip(itertools.count(0, batch_size), batched(images, batch_size)):
             split = [split_alpha(image) for image in chunk]
             small = torch.cat([rgb_tensor(rgb.resize((size, size), Image.Resampling.BILINEAR)) for rgb, _ in split])
             ab_small = model(rgb_to_lab_normalized(small.to(device))[0])
+            _check_finite(ab_small, first)
             for j, (rgb, alpha) in enumerate(split):
                 yield rgb, alpha, _bilinear_rows(ab_small[j : j + 1], rgb.height, rgb.width)
 
     def tiles() -> Iterator[tuple[Image.Image, Image.Image | None, AbRows]]:
-        for image in images:
+        for i, image in enumerate(images):
             rgb, alpha = split_alpha(image)
             ab = _predict_tiles(model, _lightness(rgb_tensor(rgb), device), size, overlap, batch_size)
+            _check_finite(ab, i)
             yield rgb, alpha, lambda r0, r1, ab=ab: ab[..., r0:r1, :]
 
     return [_render(rgb, alpha, ab_rows, device) for rgb, alpha, ab_rows in (full() if mode == "full" else tiles())]

@@ -42,12 +42,46 @@ def fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+# What colorgan names a file while it is being written (:func:`replacing`): ``.NAME.PID.tmp.SUFFIX``.
+# A kill leaves it behind; the PID tells whether its writer is gone.
+TEMP_FILE_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(?:\.[^.]*)?$")
+_swept_folders: set[Path] = set()
+
+
+def is_temp_file(path: str | Path) -> bool:
+    """Whether ``path`` is named as colorgan names a file it is still writing: never an input or an output."""
+    return TEMP_FILE_NAME.match(Path(path).name) is not None
+
+
+def is_stale(pid: int) -> bool:
+    """Whether the process ``pid`` that named a temporary file is gone (killed while writing)."""
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
+def remove_stale_temp_files_in(folder: Path) -> None:
+    """Delete the temporary files in ``folder`` left by killed writers; once per folder and process.
+
+    Once, so writing thousands of files into one folder lists it once, not once per file.
+    """
+    key = folder.resolve()
+    if key in _swept_folders:
+        return
+    _swept_folders.add(key)
+    with suppress(OSError):
+        for entry in os.scandir(folder):
+            match = TEMP_FILE_NAME.match(entry.name)
+            if match and is_stale(int(match.group("pid"))) and entry.is_file(follow_symlinks=False):
+                with suppress(OSError):
+                    os.unlink(entry.path)
+
+
 @contextmanager
 def replacing(path: str | Path, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``, else remove it.
 
     The temporary name keeps the suffix (``.NAME.PID.tmp.SUFFIX``) so writers that choose a format by
-    suffix (PIL, matplotlib, np.savez) still do. ``durable`` fsyncs the file and its folder.
+    suffix (PIL, matplotlib, np.savez) still do. ``durable`` fsyncs the file and its folder. The first
+    write into a folder removes what killed writers left there (:func:`remove_stale_temp_files_in`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +96,7 @@ def replacing(path: str | Path, durable: bool = False) -> Iterator[Path]:
             fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+    remove_stale_temp_files_in(path.parent)
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], Any], durable: bool = False) -> Path:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from colorgan.color import AB_SCALE, L_SCALE
-from colorgan.io import markdown_table
+from colorgan.io import is_stale, markdown_table
 
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safetensors", "README.md", "samples.png"
 FORMAT = "colorgan-generator"
 FORMAT_VERSION = 1
 CARD_METRICS = ("psnr", "ssim", "delta_e", "colorfulness", "probe_accuracy", "fid_probe")
 RECIPE_KEYS = ("lambda_l1", "lambda_gan", "recon_loss", "gan_mode", "lr", "lr_d", "betas", "ema_decay", "init_from")
+OWN_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, SAMPLES_NAME)  # all that save_model_folder writes
+MAX_CONFIG_BYTES = 1 << 20  # colorgan's config.json is about 2 KB; a larger one is not read
 
 
 class ModelFolderError(ValueError):
@@ -73,6 +77,13 @@ def make_config(hparams: dict[str, Any], weights: str) -> dict[str, Any]:
     }
 
 
+def _cell(value: Any) -> str:
+    """A metric in the card's table: a number to 4 digits; anything else as it is, blank if absent."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
 def model_card(config: dict[str, Any], metrics: dict[str, Any] | None, has_samples: bool, name: str) -> str:
     """README.md: front matter for the Hub, what the model does, how it was trained and scored, how to use it."""
     generator = config["generator"]
@@ -97,7 +108,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None, has_sampl
     if metrics:
         models = metrics.get("models", {})
         columns = [c for c in CARD_METRICS if any(c in row for row in models.values())]
-        rows = [[n, *(f"{row[c]:.4g}" if c in row else "" for c in columns)] for n, row in models.items()]
+        rows = [[n, *(_cell(row.get(c)) for c in columns)] for n, row in models.items()]
         lines += [
             "",
             "## Evaluation",
@@ -132,6 +143,68 @@ def stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
     return tensor.half() if half and tensor.is_floating_point() else tensor
 
 
+def says_colorgan(folder: str | Path) -> bool:
+    """Whether ``folder/config.json`` says the folder is a colorgan model folder: the only kind colorgan changes."""
+    try:
+        return read_config(Path(folder)).get("format") == FORMAT
+    except ModelFolderError:
+        return False
+
+
+def check_replaceable(out: Path) -> None:
+    """``out`` is new, or a model folder colorgan wrote; anything else is refused before any work."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if out.is_dir() and says_colorgan(out):
+        return
+    if (out / CONFIG_NAME).is_file():
+        raise ModelFolderError(
+            f'{out / CONFIG_NAME} has no "format": "{FORMAT}", so {out} is a folder colorgan did not write, and it '
+            "is never replaced; nothing was written (choose a new --out)"
+        )
+    raise ModelFolderError(
+        f"{out} exists and is not a colorgan model folder; nothing was written (choose a new --out, "
+        "or remove it yourself)"
+    )
+
+
+def _remove_own_files(folder: Path) -> None:
+    """Remove what save_model_folder wrote in ``folder``, then the folder if nothing else is left in it."""
+    for name in OWN_FILES:
+        with suppress(OSError):
+            (folder / name).unlink()
+    with suppress(OSError):
+        folder.rmdir()  # fails, keeping it, if it holds anything colorgan did not write
+
+
+def remove_stale_builds(out: Path) -> None:
+    """``.NAME.PID.building`` and ``.NAME.PID.old`` beside ``out`` whose writer was killed: their own files go."""
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(\d+)\.(building|old)$")
+    for path in out.parent.glob(f".{out.name}.*"):
+        match = pattern.match(path.name)
+        if match and is_stale(int(match.group(1))) and path.is_dir() and not path.is_symlink():
+            _remove_own_files(path)
+
+
+def _write_files(
+    folder: Path,
+    generator: nn.Module,
+    config: dict[str, Any],
+    metrics: dict[str, Any] | None,
+    samples: Any,
+    name: str,
+    half: bool = False,
+) -> None:
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    state = {k: stored(v, half) for k, v in generator.state_dict().items()}
+    save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    # safetensors creates its file private (0600); it gets the mode (umask) of its siblings
+    os.chmod(folder / WEIGHTS_NAME, (folder / CONFIG_NAME).stat().st_mode & 0o777)
+    if samples:
+        shutil.copyfile(samples, folder / SAMPLES_NAME)
+    (folder / CARD_NAME).write_text(model_card(config, metrics, bool(samples), name), encoding="utf-8")
+
+
 def save_model_folder(
     generator: nn.Module,
     hparams: dict[str, Any],
@@ -142,56 +215,88 @@ def save_model_folder(
     samples: str | Path | None = None,
     half: bool = False,
 ) -> Path:
-    """Write the folder whole (built beside ``out``, then renamed): weights, config, card, sample grid.
+    """Write the folder (built beside ``out``, then renamed): weights, config, card, sample grid.
+
+    An existing ``out`` is changed only if its config.json says colorgan wrote it, and no file colorgan
+    did not write is ever removed: a folder of colorgan's files alone is replaced whole; one that also
+    holds other files (a git clone: ``.git/``, a LICENSE, notes) gets colorgan's files replaced one by
+    one and keeps the rest. Folders left by a writer that was killed are removed first.
 
     ``half``: floating-point tensors stored as fp16 (half the size, a few MB for a CIFAR-10 U-Net; loading
     casts them back to the network's float32, a change below 1e-3 relative that no rendered pixel shows).
-
-    An existing ``out`` is replaced only if it is an earlier model folder; any other folder is refused.
     """
     out = Path(out)
-    if out.exists() and not is_model_folder(out):
-        raise ModelFolderError(
-            f"{out} exists and is not a colorgan model folder; nothing was written (choose a new --out, "
-            "or remove it yourself)"
-        )
+    remove_stale_builds(out)
+    check_replaceable(out)
     config = make_config(hparams, weights)
-    state = {k: stored(v, half) for k, v in generator.state_dict().items()}
     building, old = (out.with_name(f".{out.name}.{os.getpid()}.{what}") for what in ("building", "old"))
     try:
         building.mkdir(parents=True)
-        save_file(state, building / WEIGHTS_NAME, metadata={"format": "pt"})
-        (building / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        if samples:
-            shutil.copyfile(samples, building / SAMPLES_NAME)
-        (building / CARD_NAME).write_text(model_card(config, metrics, bool(samples), out.name), encoding="utf-8")
-        if out.exists():
-            out.rename(old)  # an earlier export of this folder: replaced only once the new one is complete
-        building.rename(out)
+        _write_files(building, generator, config, metrics, samples, out.name, half)
+        if out.is_dir() and any(p.name not in OWN_FILES for p in out.iterdir()):
+            for path in building.iterdir():  # others' files are kept: colorgan's are replaced, each atomically
+                os.replace(path, out / path.name)
+        else:
+            if out.exists():
+                out.rename(old)  # an earlier export of this folder: replaced only once the new one is complete
+            building.rename(out)
     finally:
-        shutil.rmtree(building, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        for folder in (building, old):
+            if folder.is_dir():
+                _remove_own_files(folder)
     return out
 
 
-def load_as_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A model folder in the shape of a training checkpoint (``state_dict`` + ``hyper_parameters``)."""
-    path = Path(path)
+def read_config(folder: Path) -> dict[str, Any]:
+    """``folder/config.json`` as a JSON object; one of more than :data:`MAX_CONFIG_BYTES` is not read."""
+    path = folder / CONFIG_NAME
+    problem = None
     try:
-        config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelFolderError(f"{path / CONFIG_NAME} cannot be read as JSON ({err})") from err
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            problem = f"holds {size:,} bytes, far more than a model's settings ({MAX_CONFIG_BYTES:,} at most)"
+        else:
+            config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = "is missing: it says which network the weights are for"
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands deep
+        problem = f"cannot be read as JSON ({type(err).__name__}: {str(err)[:200]})"
+    if problem is None and not isinstance(config, dict):
+        problem = f"holds a JSON {type(config).__name__}, not the object of settings colorgan writes"
+    if problem:
+        raise ModelFolderError(f"{path} {problem}; export the folder again (colorgan-export --format folder)")
+    return config
+
+
+def load_as_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A model folder in the shape of a training checkpoint (``state_dict`` + ``hyper_parameters``).
+
+    The shape of config.json is checked here; its generator's settings, against bounds and against the
+    weights' shapes, by :func:`colorgan.checkpoint.load_generator` before anything is built.
+    """
+    path = Path(path)
+    config = read_config(path)
     if config.get("format") != FORMAT:
         raise ModelFolderError(
             f'{path / CONFIG_NAME} is not a colorgan model folder\'s config (no "format": "{FORMAT}"); '
             "write one with colorgan-export --format folder"
         )
+    generator, recipe = config.get("generator"), config.get("recipe", {})
+    stochastic = config.get("stochastic_inference", False)
+    if not isinstance(generator, dict) or not isinstance(generator.get("name"), str):
+        problem = '"generator" is missing' if generator is None else '"generator" is not an object'
+        raise ModelFolderError(
+            f'{path / CONFIG_NAME}: {problem}; it says which network the weights are for ({{"name": "unet", ...}}); '
+            "export the folder again"
+        )
+    if not isinstance(recipe, dict) or not isinstance(stochastic, bool):
+        key = "recipe" if not isinstance(recipe, dict) else "stochastic_inference"
+        raise ModelFolderError(f'{path / CONFIG_NAME}: "{key}" has the wrong type; export the folder again')
     if not (path / WEIGHTS_NAME).is_file():
         raise ModelFolderError(f"{path} has no {WEIGHTS_NAME}; export the folder again")
     try:
         state = load_file(path / WEIGHTS_NAME)
     except Exception as err:  # safetensors raises its own error types for damaged files
         raise ModelFolderError(f"{path / WEIGHTS_NAME} is damaged ({type(err).__name__}: {err})") from err
-    hparams = {"generator": config["generator"], "stochastic_inference": config.get("stochastic_inference", False)}
-    hparams.update(config.get("recipe", {}))
+    hparams = {**recipe, "generator": generator, "stochastic_inference": stochastic}
     return {"state_dict": {f"generator.{k}": v for k, v in state.items()}, "hyper_parameters": hparams}

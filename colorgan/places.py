@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -41,3 +42,45 @@ def check_output_file(path: Path, option: str = "--out", example: str = "model.o
     problem = folder_problem(path.parent)
     if problem:
         raise OutputPlaceError(f"{option} {path}: {problem}")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    a, b = a.expanduser(), b.expanduser()
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def training_file_problem(path: Path) -> str | None:
+    """Why an output must not be written at ``path``: a checkpoint, a run's checkpoints folder, a model's file.
+
+    A run's ``checkpoints/`` holds its training state only: resuming picks the newest ``last*.ckpt``
+    there, and Lightning removes older epochs there by name.
+    """
+    from colorgan.model_folder import CONFIG_NAME, WEIGHTS_NAME  # model_folder -> io: imported when needed
+
+    path = path.expanduser()
+    if path.suffix == ".ckpt" and (path.exists() or path.is_symlink()):
+        return "is an existing checkpoint, which colorgan never writes over"
+    if path.parent.name == "checkpoints" and any(path.parent.glob("*.ckpt")):
+        return f"is inside a run's checkpoints folder {path.parent}, which holds training checkpoints only"
+    if path.name in (WEIGHTS_NAME, CONFIG_NAME) and (path.parent / CONFIG_NAME).is_file():
+        return f"is a file of the model folder {path.parent}"
+    return None
+
+
+def check_not_an_input(path: Path, inputs: Iterable[tuple[str, str | Path | None]], option: str = "--out") -> None:
+    """Before any work: ``path`` is none of ``inputs`` ((option, path) pairs) and no training file (above)."""
+    for name, given in inputs:
+        if given is not None and _same_path(path, Path(given)):
+            raise OutputPlaceError(
+                f"{option} {path} is the {name} it would be made from; writing it would destroy the input: "
+                f"choose another {option}"
+            )
+    problem = training_file_problem(path)
+    if problem:
+        raise OutputPlaceError(
+            f"{option} {path} {problem}; nothing was written: choose another {option} (a new file, outside a run's "
+            "checkpoints folder)"
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -17,7 +18,7 @@ from PIL import Image, ImageOps
 from colorgan.checkpoint import load_generator
 from colorgan.colorize import Job, UnsafeOutputPath, main, plan_outputs, safe_output_path
 from colorgan.data import images as image_files
-from colorgan.inference import MODES, colorize_image
+from colorgan.inference import MODES, NonFiniteOutputError, colorize_image, colorize_images
 from colorgan.module import ColorizationModule
 from colorgan.training import train
 from tests.conftest import ROOT, smooth_images, train_overrides
@@ -341,3 +342,65 @@ def test_train_colorize_evaluate(make_cfg, tmp_path, capsys):
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(written["models"]) == {"gray", "run/last"} == set(report["models"])
     assert np.isfinite(written["models"]["run/last"]["psnr"])
+
+
+def test_cli_never_writes_into_the_model_folder_it_reads(tmp_path, capsys, monkeypatch):
+    Image.fromarray(photo(8, 8)).save(tmp_path / "a.png")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"format": "colorgan-generator"}')
+    no_model(monkeypatch)
+    for out in (model, model / "colorized"):
+        assert run_cli(tmp_path / "a.png", "--ckpt", model, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out} is inside the model folder --ckpt {model}" in err, err
+    assert [p.name for p in model.iterdir()] == ["config.json"]
+
+
+class NaNOnBright(torch.nn.Module):
+    """A generator whose prediction overflows (NaN) for bright images and is gray for the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        ab = torch.zeros_like(L).repeat(1, 2, 1, 1) * self.scale
+        bright = (L.flatten(1).mean(1) > 0.5).view(-1, 1, 1, 1)
+        return torch.where(bright, torch.full_like(ab, float("nan")), ab)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_prediction_that_is_not_finite_fails_naming_the_input_and_writes_nothing(tmp_path, capsys, monkeypatch, mode):
+    monkeypatch.setattr("colorgan.colorize.load_generator", lambda *a, **k: (NaNOnBright(), {"generator": {}}))
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (40, 30), (250, 250, 250)).save(src / "bright.png")
+    Image.new("RGB", (40, 30), (20, 40, 60)).save(src / "dark.png")
+    out = tmp_path / "out"
+    assert run_cli(src, "--ckpt", "model.ckpt", "--out", out, "--size", "32", "--mode", mode) == 1
+    err = capsys.readouterr().err
+    assert f"skipped {src / 'bright.png'}: the generator predicted NaN or Inf" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["dark.png"]
+    with pytest.raises(NonFiniteOutputError) as raised:
+        colorize_images(NaNOnBright(), [Image.open(src / "dark.png"), Image.open(src / "bright.png")], 32, mode)
+    assert raised.value.index == 1
+
+
+def test_what_a_kill_left_is_never_read_and_the_next_write_removes_it(ckpt, tmp_path, capsys):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo(40, 30)).save(src / "a.png")
+    half = src / f".b.png.{gone.pid}.tmp.png"  # a killed colorize (or save) wrote half of b.png
+    half.write_bytes((src / "a.png").read_bytes()[:60])
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, busy = out / f".a.png.{gone.pid}.tmp.png", out / f".c.png.{os.getppid()}.tmp.png"
+    for left in (stale, busy):
+        left.write_bytes(b"half an image")
+    assert run_cli(src, "--ckpt", ckpt, "--out", out) == 0
+    assert "colorized 1 of 1 inputs" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [busy.name, "a.png"]  # a writer still alive keeps its file
+    assert image_files.find_images(src) == [src / "a.png"]

@@ -201,3 +201,14 @@ def test_page_colorizes_an_upload_like_the_cli(demo_url, ckpt, tmp_path):
             expect(page.locator("#slider img")).to_have_count(2)
         finally:
             browser.close()
+
+
+def test_command_names_a_damaged_model_folder(tmp_path, capsys):
+    if importlib.util.find_spec("gradio") is None:  # the command asks for it first
+        pytest.skip(NO_DEMO_EXTRA)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"format": "colorgan-generator", "generator": ["unet"]}')
+    assert demo_main(["--ckpt", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"colorgan-demo: {folder / 'config.json'}: " in err and '"generator" is not an object' in err, err

@@ -270,3 +270,35 @@ def test_a_classification_model_is_scored_at_each_temperature(run_eval, tmp_path
     assert set(report["models"]) == {"gray", "run/bins@T=0.2", "run/bins@T=1"}
     vivid, mean = report["models"]["run/bins@T=0.2"], report["models"]["run/bins@T=1"]
     assert vivid["colorfulness"] != mean["colorfulness"]
+
+
+def test_samples_out_never_replaces_a_checkpoint_or_lands_among_inputs(data_dir, tmp_path, monkeypatch):
+    from colorgan.places import OutputPlaceError
+    from tests.test_colorize import save_checkpoint
+    from tests.test_inference import TINY_UNET
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    ckpt = save_checkpoint(TINY_UNET, checkpoints / "last.ckpt")
+    other = save_checkpoint(TINY_UNET, tmp_path / "other.ckpt")
+    kept = {p: p.read_bytes() for p in (ckpt, other)}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluation started before eval.samples_out was checked")
+
+    monkeypatch.setattr("colorgan.evaluation.load_generator", refuse)
+    monkeypatch.setattr("colorgan.evaluation.build_trainer", refuse)
+    photos = data_dir / "photos256"
+    cases = [
+        ([], ckpt, "is the ckpt_path"),
+        ([], other, "is an existing checkpoint"),
+        ([], checkpoints / "grid.png", "checkpoints folder"),
+        ([], tmp_path / "grid.txt", "name a .png or .jpg"),
+        (["data=folder", f"data.root={photos}"], photos / "grid.png", "inside data.root"),
+    ]
+    for overrides, samples_out, words in cases:
+        cfg = compose_cfg([f"ckpt_path={ckpt}", f"eval.samples_out={samples_out}", *overrides], data_dir, tmp_path)
+        with pytest.raises(OutputPlaceError, match=r"eval\.samples_out") as err:
+            evaluate(cfg)
+        assert str(samples_out) in str(err.value) and words in str(err.value), err.value
+    assert {p: p.read_bytes() for p in kept} == kept and not (checkpoints / "grid.png").exists()

@@ -175,3 +175,36 @@ def test_out_is_checked_before_the_export_work(tmp_path, capsys, monkeypatch):
         assert main(["--ckpt", str(tmp_path / "model.ckpt"), "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert str(out) in err and "cannot write" in err, err
+
+
+def test_out_never_replaces_the_checkpoint_a_runs_checkpoints_or_a_models_files(tmp_path, capsys, monkeypatch):
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    ckpt = save_checkpoint(GENERATORS["unet"], checkpoints / "last.ckpt")
+    earlier = checkpoints / "epoch_000.ckpt"
+    earlier.write_bytes(ckpt.read_bytes())
+    model = tmp_path / "model"
+    assert main(["--ckpt", str(ckpt), "--format", "folder", "--out", str(model)]) == 0
+    kept = {p: p.read_bytes() for p in [*checkpoints.iterdir(), *model.iterdir()]}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the checkpoint was read before --out was checked")
+
+    monkeypatch.setattr("colorgan.export.load_generator", refuse)
+    monkeypatch.setattr("colorgan.export.read_generator_source", refuse)
+    cases = [
+        (ckpt, "compact", ckpt, "is the --ckpt"),
+        (ckpt, "compact", earlier, "existing checkpoint"),
+        (ckpt, "compact", checkpoints / "small.ckpt", "checkpoints folder"),
+        (ckpt, "onnx", checkpoints / "model.onnx", "checkpoints folder"),
+        (ckpt, "compact", tmp_path / "link.ckpt", "is the --ckpt"),  # a symlink to it
+        (ckpt, "torchscript", model / "model.safetensors", "is a file of the model folder"),
+        (model, "folder", model, "is the --ckpt"),
+    ]
+    (tmp_path / "link.ckpt").symlink_to(ckpt)
+    for source, fmt, out, words in cases:
+        assert main(["--ckpt", str(source), "--format", fmt, "--out", str(out)]) == 2, out
+        err = capsys.readouterr().err
+        assert str(out) in err and words in err and "choose another --out" in err, err
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_000.ckpt", "last.ckpt"]

@@ -10,6 +10,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from colorgan.io import is_temp_file
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 # Photos up to ~250 MP are legitimate; PIL's default bomb guard (89 MP) would reject a
@@ -43,8 +45,12 @@ class BadImageError(ValueError):
 
 
 def find_images(root: str | Path) -> list[Path]:
-    """All image files under ``root`` (recursive), sorted so splits are reproducible."""
-    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    """All image files under ``root`` (recursive), sorted so splits are reproducible.
+
+    Files colorgan is still writing (or a kill left half-written, ``.NAME.PID.tmp.png``) are not images.
+    """
+    files = Path(root).rglob("*")
+    return sorted(p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and not is_temp_file(p) and p.is_file())
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:

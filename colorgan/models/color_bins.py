@@ -29,6 +29,11 @@ def in_gamut_bins(grid: float = 10.0) -> torch.Tensor:
     """
     if not 1.0 <= grid <= 55.0:
         raise ValueError(f"model.generator.bin_grid must be in [1, 55] Lab units, got {grid}")
+    with torch.device("cpu"):  # real numbers even when called while a network is laid out on the meta device
+        return _in_gamut_bins(grid)
+
+
+def _in_gamut_bins(grid: float) -> torch.Tensor:
     half = int(AB_SCALE // grid)
     centres = torch.arange(-half, half + 1, dtype=torch.float64) * grid
     a, b = (t.flatten() for t in torch.meshgrid(centres, centres, indexing="ij"))
@@ -54,6 +59,7 @@ class ColorBinsGenerator(nn.Module):
 
     def __init__(self, backbone: nn.Module, bin_grid: float = 10.0, temperature: float = 0.38) -> None:
         super().__init__()
+        check_temperature(temperature)
         self.backbone = backbone
         self.bin_grid = bin_grid
         self.temperature = temperature
@@ -97,7 +103,7 @@ class AtTemperature(nn.Module):
 
 
 def check_temperature(temperature: float) -> None:
-    if not 0.0 < temperature <= 10.0:
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0.0 < temperature <= 10.0:
         raise ValueError(f"the annealed-mean temperature must be in (0, 10], got {temperature}")
 
 
