@@ -218,7 +218,7 @@ EVAL_CASES = {
     "empty": "is empty (0 bytes)",
     "truncated": "is truncated or corrupt",
     "not_colorgan": "does not say which generator it holds",
-    "wider_generator": "does not match",
+    "wider_generator": "does not describe the weights",
 }
 
 
