@@ -24,7 +24,7 @@ from colorgan.data import images as image_files
 from colorgan.data.images import BadImageError
 from colorgan.demo import colorize_upload, samples_colours
 from colorgan.demo import main as demo_main
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD_S, ROOT
 from tests.test_colorize import TINY_UNET, photo, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -143,7 +143,7 @@ def demo_url(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         server = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG_GUARD_S
         while not answers(url):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"colorgan-demo did not start:\n{(folder / 'demo.log').read_text()}")
@@ -151,12 +151,16 @@ def demo_url(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         yield url
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=60) as response:
             return response.status == 200
     except OSError:
         return False
@@ -176,7 +180,9 @@ def test_page_colorizes_an_upload_like_the_cli(demo_url, ckpt, tmp_path):
             page = browser.new_page()
             local = ("http://127.0.0.1", "data:", "blob:")  # nothing leaves this machine
             page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(local) else r.abort())
-            page.set_default_timeout(30_000)
+            # waits end when the page shows the result; the time limit is a hang guard (expect's default is 5 s)
+            page.set_default_timeout(HANG_GUARD_S * 1000)
+            expect.set_options(timeout=HANG_GUARD_S * 1000)
 
             page.goto(demo_url)
             page.set_input_files("#photo input[type=file]", bad)
