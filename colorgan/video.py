@@ -32,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from colorgan.color import AB_SCALE, L_SCALE, render_uint8, rgb_to_lab_normalized
+from colorgan.data import images as image_files
 from colorgan.data.images import BadImageError, decode_image
 from colorgan.inference import batched, colorize_images, rgb_tensor
 from colorgan.io import replacing
@@ -147,6 +148,16 @@ def video_end(container: Any, stream: Any, time_base: Fraction) -> int | None:
     return None
 
 
+def check_frame_pixels(width: int, height: int, source: Path) -> None:
+    """Refuse frames above the pixels a photo may have (``images.MAX_DECODED_PIXELS``): one cap for every input."""
+    cap = image_files.MAX_DECODED_PIXELS
+    if width * height > cap:
+        raise VideoError(
+            f"{source}: frames of {width} x {height} pixels are more than the {cap / 1e6:g} MP decoded at once "
+            f"(the cap for images too); downscale it first, e.g. ffmpeg -i IN -vf scale=-2:2160 OUT.mp4"
+        )
+
+
 def _lab(frames: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
     return rgb_to_lab_normalized(torch.cat([rgb_tensor(f) for f in frames]))
 
@@ -172,6 +183,7 @@ def colorize_video(
         if not reader.streams.video:
             raise VideoError(f"{source} has no video stream")
         video_in = reader.streams.video[0]
+        check_frame_pixels(video_in.codec_context.width, video_in.codec_context.height, source)
         audio_in = reader.streams.audio[0] if reader.streams.audio else None
         rate = video_in.average_rate or Fraction(25)
         time_base = video_in.time_base or 1 / rate
@@ -192,7 +204,9 @@ def colorize_video(
             def video_frames() -> Iterator[tuple[Image.Image, int | None]]:
                 for packet in reader.demux(*(s for s in (video_in, audio_in) if s is not None)):
                     if packet.stream is video_in:
-                        yield from ((f.to_image().convert("RGB"), f.pts) for f in packet.decode())
+                        for frame in packet.decode():
+                            check_frame_pixels(frame.width, frame.height, source)  # the size may change mid-film
+                            yield frame.to_image().convert("RGB"), frame.pts
                     elif packet.dts is not None:
                         packet.stream = audio_out
                         writer.mux(packet)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from colorgan import demo
 from colorgan.checkpoint import load_generator
 from colorgan.colorize import main as colorize_main
 from colorgan.data import images as image_files
@@ -207,3 +208,64 @@ def test_page_colorizes_an_upload_like_the_cli(demo_url, ckpt, tmp_path):
             expect(page.locator("#slider img")).to_have_count(2)
         finally:
             browser.close()
+
+
+# ----------------------------------------------------------------------------- pixels per upload
+def test_an_upload_above_the_pages_cap_is_refused_before_it_is_decoded(ckpt, tmp_path, monkeypatch):
+    source = write_photo(tmp_path / "upload" / "photo.png", "rgb")  # 97 x 64 = 6208 pixels
+    generator, _ = load_generator(ckpt)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    decoded: list[Path] = []
+    monkeypatch.setattr(demo, "decode_image", lambda path: decoded.append(path) or image_files.decode_image(path))
+    with pytest.raises(BadImageError) as caught:
+        colorize_upload(source, generator, 32, "tiles", None, folder, max_pixels=6207)
+    assert str(caught.value).startswith(
+        "cannot read image photo.png: 97 x 64 pixels is more than the 0.006207 MP this page colorizes per photo "
+        "(colorgan-demo --max-megapixels)"
+    )
+    assert not decoded and not list(folder.iterdir())
+    assert colorize_upload(source, generator, 32, "full", None, folder, max_pixels=6208).colour.is_file()
+
+
+def test_the_pages_default_cap_is_well_below_the_commands():
+    assert demo.DEFAULT_MAX_PIXELS * 10 <= image_files.MAX_DECODED_PIXELS
+
+
+def test_the_page_shows_the_refusal(ckpt, tmp_path):
+    gr = pytest.importorskip("gradio", reason=NO_DEMO_EXTRA)
+    source = write_photo(tmp_path / "photo.png", "rgb")
+    app = demo.build_app(load_generator(ckpt)[0], 32, [], max_pixels=1000)
+    run = next(f.fn for f in app.fns.values() if f.name == "run")
+    with pytest.raises(gr.Error, match=r"photo\.png: 97 x 64 pixels is more than the 0\.001 MP this page colorizes"):
+        run(str(source), "full", 0)
+
+
+class FakeApp:
+    def launch(self, **kwargs: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("args", "expected"), [([], 12_000_000), (["--max-megapixels", "2.5"], 2_500_000)])
+def test_the_command_gives_the_page_its_cap(ckpt, monkeypatch, args, expected):
+    if importlib.util.find_spec("gradio") is None:  # the command asks for it first
+        pytest.skip(NO_DEMO_EXTRA)
+    given: list[int] = []
+    monkeypatch.setattr(
+        demo, "build_app", lambda generator, size, examples, max_pixels: given.append(max_pixels) or FakeApp()
+    )
+    assert demo_main(["--ckpt", str(ckpt), "--device", "cpu", *args]) == 0
+    assert given == [expected]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--max-megapixels", "0"], "--max-megapixels must be in (0, 150] (colorgan-colorize's cap), got 0.0"),
+        (["--max-megapixels", "500"], "--max-megapixels must be in (0, 150] (colorgan-colorize's cap), got 500.0"),
+        (["--size", "8"], "--size gives a model side of 8 pixels; it must be 16..2048"),
+    ],
+)
+def test_the_command_refuses_caps_and_sizes_out_of_range(ckpt, capsys, args, words):
+    assert demo_main(["--ckpt", str(ckpt), *args]) == 2
+    assert f"colorgan-demo: {words}" in capsys.readouterr().err
