@@ -20,6 +20,7 @@ from PIL import Image
 
 from colorgan.checkpoint import AtomicCheckpointIO, load_checkpoint
 from colorgan.data import DataNotFoundError, FolderDataModule
+from colorgan.data.datasets import WORKER_SIGTERM_GRACE_S
 from colorgan.data.images import BadImageError
 from colorgan.evaluation import evaluate
 from colorgan.models import build_generator
@@ -77,6 +78,11 @@ def test_worker_processes_skip_files_logged_once_by_the_main_process(messy_photo
             dm.on_before_batch_transfer(batch, 0)
     del loader, batch  # shuts the workers down
     gc.collect()
+    # Told to stop, a worker exits at once on an idle machine; on a busy one torch may find it alive after
+    # 5 s and SIGTERM it, which a worker defers by WORKER_SIGTERM_GRACE_S. Either way it ends: wait for
+    # that (a leaked worker never would), rather than for how fast this machine is.
+    for child in multiprocessing.active_children():
+        child.join(timeout=WORKER_SIGTERM_GRACE_S + 120)  # its alarm is wall-clock time: load cannot delay it
     assert not multiprocessing.active_children()
     assert dm.summary_fields()["skipped_images"]["count"] == len(UNREADABLE)
     warnings = skip_warnings(caplog)
