@@ -369,7 +369,7 @@ def colorize_files(
     return written, failures
 
 
-def size_problem(size: int, where: str) -> str | None:
+def size_problem(size: object, where: str) -> str | None:
     """Why ``size`` (given by ``where``: --size, or a checkpoint) cannot be the side the model works at."""
     if isinstance(size, int) and not isinstance(size, bool) and MIN_SIZE <= size <= MAX_SIZE:
         return None

@@ -29,7 +29,7 @@ from colorgan.checkpoint import CheckpointError, load_generator
 from colorgan.colorize import reduced_note, save_colorized, size_problem
 from colorgan.data import images as image_files
 from colorgan.data.images import BadImageError, decode_image
-from colorgan.inference import MODES, GrayBaseline, colorize_image
+from colorgan.inference import MAX_SIZE, MIN_SIZE, MODES, GrayBaseline, colorize_image
 from colorgan.models.layers import STOCHASTIC_MODULES
 from colorgan.runtime import DeviceUnavailable, pick_device
 
@@ -149,7 +149,8 @@ def draw_examples(folder: Path) -> list[Path]:
 def build_app(generator: nn.Module, size: int, examples: list[Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> gr.Blocks:
     """The page: an upload, mode and (for generators that sample) seed, then gray | colorized | slider.
 
-    Uploads above ``max_pixels`` are refused with a message on the page."""
+    Uploads above ``max_pixels`` are refused with a message on the page.
+    """
     import gradio as gr
 
     stochastic = samples_colours(generator)
@@ -208,7 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
-    parser.add_argument("--size", type=int, default=None, help="side the model works at (default: its training size)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"side the model works at, {MIN_SIZE}..{MAX_SIZE} (default: its training size)",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     parser.add_argument(
         "--max-megapixels",
