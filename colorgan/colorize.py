@@ -26,7 +26,15 @@ from tqdm import tqdm
 from colorgan.checkpoint import CheckpointError, load_generator
 from colorgan.data import images as image_io
 from colorgan.data.images import IMAGE_EXTENSIONS, BadImageError, decode_image, find_images
-from colorgan.inference import MODES, NonFiniteOutputError, colorize_images, default_batch_size
+from colorgan.inference import (
+    MAX_OVERLAP,
+    MAX_SIZE,
+    MIN_SIZE,
+    MODES,
+    NonFiniteOutputError,
+    colorize_images,
+    default_batch_size,
+)
 from colorgan.io import is_temp_file, save_image_atomic
 from colorgan.model_folder import shipped_models
 from colorgan.models import set_temperature
@@ -236,8 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     parser.add_argument("--mode", choices=MODES, default="full", help="full (default) or tiles, see below")
-    parser.add_argument("--size", type=int, default=None, help="side the model works at (default: its training size)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="tiles: window overlap, fraction (0.25)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"side the model works at, {MIN_SIZE}..{MAX_SIZE} (default: its training size)",
+    )
+    parser.add_argument(
+        "--overlap", type=float, default=0.25, help=f"tiles: window overlap, a fraction in [0, {MAX_OVERLAP}] (0.25)"
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     parser.add_argument(
         "--batch-size",
@@ -394,13 +409,37 @@ def colorize_files(
     return written, failures
 
 
+def size_problem(size: object, where: str) -> str | None:
+    """Why ``size`` (given by ``where``: --size, or a checkpoint) cannot be the side the model works at."""
+    if isinstance(size, int) and not isinstance(size, bool) and MIN_SIZE <= size <= MAX_SIZE:
+        return None
+    return (
+        f"{where} gives a model side of {size} pixels; it must be {MIN_SIZE}..{MAX_SIZE} (smaller runs a window "
+        f"every few pixels, larger needs gigabytes per batch): pass --size, usually the model's training size"
+    )
+
+
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """The first out-of-range option, said with its range; None when all are usable."""
+    if args.batch_size is not None and args.batch_size < 1:
+        return f"--batch-size must be >= 1, got {args.batch_size}"
+    if args.size is not None and (problem := size_problem(args.size, "--size")):
+        return problem
+    if not 0 <= args.overlap <= MAX_OVERLAP:
+        return (
+            f"--overlap is a fraction of the window in [0, {MAX_OVERLAP}] (at {MAX_OVERLAP} each pixel is in 16 "
+            f"windows already), got {args.overlap}"
+        )
+    if args.temporal is not None and not 0 <= args.temporal < 1:
+        return f"--temporal is a fraction in [0, 1), got {args.temporal}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Colorize the inputs into --out; returns the exit status (see ``--help``)."""
     args = build_parser().parse_args(argv)
-    if (args.batch_size is not None and args.batch_size < 1) or (args.size is not None and args.size < 1):
-        return _fail("--batch-size and --size must be >= 1")
-    if not 0 <= args.overlap < 1 or (args.temporal is not None and not 0 <= args.temporal < 1):
-        return _fail("--overlap and --temporal are fractions in [0, 1)")
+    if problem := argument_problem(args):
+        return _fail(problem)
     try:
         check_output_folder(args.out)  # before the model is loaded
         check_out_apart_from_model(args.out, Path(args.ckpt))
@@ -412,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = args.size or (hparams.get("generator") or {}).get("image_size")
     if not size:
         return _fail(f"{args.ckpt} does not record its training size; pass --size")
+    if problem := size_problem(size, f"{args.ckpt} (its training size)"):
+        return _fail(problem)
 
     videos = [Path(i) for i in args.inputs if Path(i).suffix.lower() in VIDEO_EXTENSIONS and Path(i).is_file()]
     inputs = collect_inputs([i for i in args.inputs if Path(i) not in videos], args.out)

@@ -15,6 +15,7 @@ import importlib.util
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -25,9 +26,10 @@ from torch import nn
 from colorgan.checkpoint import CheckpointError, load_generator
 
 # The inference steps colorgan-colorize runs, imported here only.
-from colorgan.colorize import reduced_note, save_colorized
+from colorgan.colorize import reduced_note, save_colorized, size_problem
+from colorgan.data import images as image_files
 from colorgan.data.images import BadImageError, decode_image
-from colorgan.inference import MODES, GrayBaseline, NonFiniteOutputError, colorize_image
+from colorgan.inference import MAX_SIZE, MIN_SIZE, MODES, GrayBaseline, NonFiniteOutputError, colorize_image
 from colorgan.model_folder import ModelFolderError
 from colorgan.models import ColorBinsGenerator, set_temperature
 from colorgan.models.layers import STOCHASTIC_MODULES
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
 
 PROG = "colorgan-demo"
 DEFAULT_MODEL = "cifar10-colourful"  # shipped in colorgan/pretrained: the page works before any training
+# Pixels colorized per upload: a 4000 x 3000 phone photo. The page colorizes one photo at a time, so a
+# visitor's 150 MP scan (what colorgan-colorize accepts) would hold it for everyone for a minute or more.
+DEFAULT_MAX_PIXELS = 12_000_000
 
 
 class Colorized(NamedTuple):
@@ -51,15 +56,42 @@ def samples_colours(generator: nn.Module) -> bool:
     return any(m.training for m in generator.modules() if isinstance(m, STOCHASTIC_MODULES))
 
 
+def check_upload_pixels(upload: str | Path, max_pixels: int) -> None:
+    """Refuse an upload above ``max_pixels`` from its header, before a pixel of it is decoded.
+
+    A file whose header cannot be read passes: decoding it then says why, as colorgan-colorize does.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(upload) as im:
+                width, height = im.size
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return
+    if width * height > max_pixels:
+        raise BadImageError(
+            Path(upload).name,
+            f"{width} x {height} pixels is more than the {max_pixels / 1e6:g} MP this page colorizes per photo "
+            f"(colorgan-demo --max-megapixels); downscale it, or colorize it with colorgan-colorize",
+        )
+
+
 def colorize_upload(
-    upload: str | Path, generator: nn.Module, size: int, mode: str, seed: int | None, folder: Path
+    upload: str | Path,
+    generator: nn.Module,
+    size: int,
+    mode: str,
+    seed: int | None,
+    folder: Path,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Colorized:
     """Colorize one uploaded file as colorgan-colorize does; write the gray and colour PNGs into ``folder``.
 
-    Raises :class:`BadImageError` naming the file as it was uploaded. ``seed`` seeds the generator's
-    noise (ignored by a deterministic generator).
+    Raises :class:`BadImageError` naming the file as it was uploaded, also for one above ``max_pixels``.
+    ``seed`` seeds the generator's noise (ignored by a deterministic generator).
     """
     name = Path(upload).name
+    check_upload_pixels(upload, max_pixels)
     try:
         decoded = decode_image(upload)
     except BadImageError as err:
@@ -117,8 +149,11 @@ def draw_examples(folder: Path) -> list[Path]:
     return paths
 
 
-def build_app(generator: nn.Module, size: int, examples: list[Path]) -> gr.Blocks:
-    """The page: an upload, mode and (for generators that sample) seed, then gray | colorized | slider."""
+def build_app(generator: nn.Module, size: int, examples: list[Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> gr.Blocks:
+    """The page: an upload, mode and (for generators that sample) seed, then gray | colorized | slider.
+
+    Uploads above ``max_pixels`` are refused with a message on the page.
+    """
     import gradio as gr
 
     stochastic = samples_colours(generator)
@@ -128,7 +163,8 @@ def build_app(generator: nn.Module, size: int, examples: list[Path]) -> gr.Block
     with gr.Blocks(title="colorgan", analytics_enabled=False, delete_cache=(1800, 3600)) as app:
         gr.Markdown(
             "## colorgan: colorize a photo\nThe output keeps the photo's own lightness at full resolution; the model "
-            "adds colour. The download is the PNG `colorgan-colorize` writes for the same photo."
+            "adds colour. The download is the PNG `colorgan-colorize` writes for the same photo. "
+            f"Photos up to {max_pixels / 1e6:g} MP."
         )
         with gr.Row():
             with gr.Column():
@@ -156,14 +192,14 @@ def build_app(generator: nn.Module, size: int, examples: list[Path]) -> gr.Block
             colour = gr.Image(label="colorized", elem_id="colorized", **shown)
             slider = gr.ImageSlider(label="before / after", elem_id="slider", **shown)
 
-        def run(path: str | None, mode_name: str, seed_value: float | None, t: float | None) -> tuple:
+        def run(path: str | None, mode_name: str, seed_value: float | None, t: float | None = None) -> tuple:
             if path is None:
                 return None, None, None, None
             chosen_seed = int(seed_value or 0) if stochastic else None
             with one_at_a_time, tempfile.TemporaryDirectory(prefix="colorgan-demo-") as folder:
                 set_temperature(generator, float(t) if t and default_temperature is not None else None)
                 try:
-                    result = colorize_upload(path, generator, size, mode_name, chosen_seed, Path(folder))
+                    result = colorize_upload(path, generator, size, mode_name, chosen_seed, Path(folder), max_pixels)
                 except (BadImageError, NonFiniteOutputError) as err:
                     raise gr.Error(str(err), duration=None, print_exception=False) from None
                 served = [download.move_resource_to_block_cache(p) for p in (result.gray, result.colour)]
@@ -191,8 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
-    parser.add_argument("--size", type=int, default=None, help="side the model works at (default: its training size)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"side the model works at, {MIN_SIZE}..{MAX_SIZE} (default: its training size)",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=DEFAULT_MAX_PIXELS / 1e6,
+        help=f"largest upload colorized, in megapixels (default {DEFAULT_MAX_PIXELS / 1e6:g}; larger ones are refused "
+        "on the page: one photo is colorized at a time)",
+    )
     parser.add_argument(
         "--stochastic",
         action=argparse.BooleanOptionalAction,
@@ -210,8 +258,11 @@ def _fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Load the generator, then serve the page until interrupted; 2 when it cannot start."""
     args = build_parser().parse_args(argv)
-    if args.size is not None and args.size < 1:
-        return _fail("--size must be >= 1")
+    if args.size is not None and (problem := size_problem(args.size, "--size")):
+        return _fail(problem)
+    cap = image_files.MAX_DECODED_PIXELS / 1e6
+    if not 0 < args.max_megapixels <= cap:
+        return _fail(f"--max-megapixels must be in (0, {cap:g}] (colorgan-colorize's cap), got {args.max_megapixels}")
     if importlib.util.find_spec("gradio") is None:
         return _fail('needs gradio, in the demo extra: pip install -e ".[demo]"')
     try:
@@ -221,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     size = args.size or (hparams.get("generator") or {}).get("image_size")
     if not size:
         return _fail(f"{args.ckpt} does not record its training size; pass --size")
+    if problem := size_problem(size, f"{args.ckpt} (its training size)"):
+        return _fail(problem)
     with tempfile.TemporaryDirectory(prefix="colorgan-demo-examples-") as folder:
-        app = build_app(generator, size, draw_examples(Path(folder)))
+        app = build_app(generator, size, draw_examples(Path(folder)), round(args.max_megapixels * 1e6))
         app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
     return 0
 

@@ -38,6 +38,11 @@ from colorgan.data.images import split_alpha
 MODES = ("full", "tiles")
 STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution steps: ~1 MB per float32 plane
 BATCH_PIXELS = 1 << 18  # default tiles batch: this many pixels of windows (256 windows of 32 x 32)
+# The side the model works at. Below, tiles mode runs a window per few pixels (a 2 x 2 window on a 150 MP
+# photo: ~50 million calls); above, one full-mode batch of 8 needs gigabytes of activations.
+MIN_SIZE, MAX_SIZE = 16, 2048
+# Tiles: the work grows as 1 / (1 - overlap)^2 (16 windows per pixel at 0.75, 10,000 at 0.99) for no gain.
+MAX_OVERLAP = 0.75
 
 AbRows = Callable[[int, int], torch.Tensor]  # (r0, r1) -> normalised ab of rows r0:r1 at full resolution
 InputImage = Image.Image | np.ndarray
@@ -191,13 +196,13 @@ def colorize_images(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(f"size must be in {MIN_SIZE}..{MAX_SIZE} pixels, got {size}")
     batch_size = default_batch_size(size, mode) if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap is a fraction of the window in [0, 1), got {overlap}")
+    if not 0.0 <= overlap <= MAX_OVERLAP:
+        raise ValueError(f"overlap is a fraction of the window in [0, {MAX_OVERLAP}], got {overlap}")
     param = next(generator.parameters(), None)
     device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
 

@@ -1,4 +1,4 @@
-"""Colorize a film frame by frame: each frame's own full-resolution L, the source's frame rate and audio.
+"""Colorize a film frame by frame: each frame's own full-resolution L, the source's timing and audio.
 
 Frames go through the same inference as photos (:func:`colorgan.inference.colorize_images`), in
 batches. A colorizer that sees one frame at a time flickers: the same wall turns a slightly
@@ -7,6 +7,10 @@ different colour from frame to frame. ``temporal`` smooths ab over time where th
 a pixel whose lightness did not change keeps most of its previous colour and a moving edge takes
 its new one. The flicker measure reported for every output is the mean |ab_t - ab_{t-1}| (Lab units)
 over the pixels whose L* changed by less than :data:`STATIC_L` between the two source frames.
+
+Every output frame is shown when its source frame was, for as long (:func:`timed_frames`): a
+variable-frame-rate film (a phone's, a screen recording) keeps its pauses and stays in step with
+its copied audio, and the output lasts as long as the source.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from colorgan.color import AB_SCALE, L_SCALE, render_uint8, rgb_to_lab_normalized
+from colorgan.data import images as image_files
 from colorgan.data.images import BadImageError, decode_image
 from colorgan.inference import batched, colorize_images, rgb_tensor
 from colorgan.io import replacing
@@ -100,6 +106,58 @@ class FlickerMeter:
         return self.total / self.pixels if self.pixels else math.nan
 
 
+def timed_frames(
+    frames: Iterable[tuple[Image.Image, int | None]],
+    step: int,
+    end: int | None,
+    describe: Callable[[int], str],
+    source: Path,
+) -> Iterator[tuple[Image.Image, int, int]]:
+    """Each frame with its presentation time and how long it shows, in the source stream's time base.
+
+    A frame shows until the next one starts, the last one until the source's video ends (``end``; for
+    one average frame, ``step``, when the file does not say). A frame without a timestamp comes one
+    ``step`` after the one before it. Times that do not increase are refused, naming ``source``: the
+    output could not keep them. ``describe`` says a time in words.
+    """
+    previous: tuple[Image.Image, int] | None = None
+    for index, (image, pts) in enumerate(frames):
+        if pts is None:
+            pts = previous[1] + step if previous is not None else 0
+        if previous is not None:
+            if pts <= previous[1]:
+                raise VideoError(
+                    f"{source}: frame {index} is shown at {describe(pts)}, not after frame {index - 1} "
+                    f"({describe(previous[1])}); re-time it first, e.g. ffmpeg -i IN -fps_mode cfr OUT.mp4"
+                )
+            yield previous[0], previous[1], pts - previous[1]
+        previous = image, pts
+    if previous is not None:
+        yield previous[0], previous[1], end - previous[1] if end is not None and end > previous[1] else step
+
+
+def video_end(container: Any, stream: Any, time_base: Fraction) -> int | None:
+    """Where the source's video ends, in ``time_base``: the stream's own length, else the file's (mkv, webm).
+
+    Not the packets' durations: in an mp4 with B-frames they are decoding intervals, not showing times.
+    """
+    if stream.duration is not None:
+        return (stream.start_time or 0) + stream.duration
+    if container.duration is not None:  # microseconds from the container's start
+        return round(Fraction(container.duration, 1_000_000) / time_base)
+    return None
+
+
+def check_frame_pixels(width: int, height: int, source: Path) -> None:
+    """Refuse frames above the pixels a photo may have (``images.MAX_DECODED_PIXELS``): one cap for every input."""
+    cap = image_files.MAX_DECODED_PIXELS
+    if width * height > cap:
+        raise VideoError(
+            f"{source}: frames of {width} x {height} pixels are more than the {cap / 1e6:g} MP decoded at once "
+            f"(the cap for images too); downscale it first, e.g. ffmpeg -i IN -vf scale=-2:2160 OUT.mp4"
+        )
+
+
 def _lab(frames: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
     return rgb_to_lab_normalized(torch.cat([rgb_tensor(f) for f in frames]))
 
@@ -114,7 +172,7 @@ def colorize_video(
     temporal: TemporalSmoothing | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Write ``target`` (mp4, H.264): ``source`` colorized, same frame rate, audio copied; return a summary."""
+    """Write ``target`` (mp4, H.264): ``source`` colorized, each frame at its own time, audio copied; a summary."""
     av = _av()
     source, target = Path(source), Path(target)
     try:
@@ -125,27 +183,48 @@ def colorize_video(
         if not reader.streams.video:
             raise VideoError(f"{source} has no video stream")
         video_in = reader.streams.video[0]
+        check_frame_pixels(video_in.codec_context.width, video_in.codec_context.height, source)
         audio_in = reader.streams.audio[0] if reader.streams.audio else None
         rate = video_in.average_rate or Fraction(25)
+        time_base = video_in.time_base or 1 / rate
+        step = max(1, round(1 / (rate * time_base)))  # one average frame, in the source's time base
         with av.open(str(tmp), mode="w", format="mp4") as writer:
             writer.metadata["comment"] = f"{OUTPUT_MARK}: {source.name}"  # how a later run knows its own output
             video_out = writer.add_stream("libx264", rate=rate)
+            video_out.time_base = video_out.codec_context.time_base = time_base  # the source's times, unrounded
             video_out.width, video_out.height = video_in.codec_context.width, video_in.codec_context.height
             video_out.pix_fmt = "yuv420p"
-            video_out.options = {"crf": "17"}  # visually lossless: the colours, not the codec, should show
+            # crf 17: visually lossless, the colours and not the codec should show. No B-frames: with frames
+            # reordered, an mp4 records its length from decoding times, too short where the frame rate varies
+            video_out.options = {"crf": "17", "bf": "0"}
             audio_out = writer.add_stream_from_template(audio_in) if audio_in is not None else None
             flicker, frames, started = FlickerMeter(), 0, time.perf_counter()
             bar = tqdm(total=video_in.frames or None, unit="frame", disable=not progress, desc=source.name)
 
-            def video_frames() -> Iterator[Image.Image]:
+            def video_frames() -> Iterator[tuple[Image.Image, int | None]]:
                 for packet in reader.demux(*(s for s in (video_in, audio_in) if s is not None)):
                     if packet.stream is video_in:
-                        yield from (f.to_image().convert("RGB") for f in packet.decode())
+                        for frame in packet.decode():
+                            check_frame_pixels(frame.width, frame.height, source)  # the size may change mid-film
+                            yield frame.to_image().convert("RGB"), frame.pts
                     elif packet.dts is not None:
                         packet.stream = audio_out
                         writer.mux(packet)
 
-            for batch in batched(video_frames(), FRAMES_PER_BATCH):
+            shows_for: dict[int, int] = {}  # presentation time -> duration, until its packet leaves the encoder
+
+            def mux_video(frame: av.VideoFrame | None) -> None:
+                for packet in video_out.encode(frame):
+                    packet.duration = shows_for.pop(packet.pts, packet.duration)
+                    writer.mux(packet)
+
+            def at(pts: int) -> str:
+                return f"{float(pts * time_base):.3f} s"
+
+            end = video_end(reader, video_in, time_base)
+            frame_times = timed_frames(video_frames(), step, end, at, source)
+            for timed in batched(frame_times, FRAMES_PER_BATCH):
+                batch = [image for image, _, _ in timed]
                 colorized = colorize_images(generator, batch, size, mode)
                 source_L, _ = _lab(batch)
                 _, out_ab = _lab(colorized)
@@ -154,13 +233,15 @@ def colorize_video(
                     pixels = render_uint8(source_L, smoothed).permute(0, 2, 3, 1).numpy()
                     colorized = [Image.fromarray(p) for p in pixels]
                     out_ab = _lab(colorized)[1]
-                for L, ab, image in zip(source_L, out_ab, colorized):
+                for L, ab, image, (_, pts, duration) in zip(source_L, out_ab, colorized, timed):
                     flicker.update(L[None], ab[None])
-                    writer.mux(video_out.encode(av.VideoFrame.from_image(image)))
+                    frame = av.VideoFrame.from_image(image)
+                    frame.pts, frame.time_base, shows_for[pts] = pts, time_base, duration
+                    mux_video(frame)
                 frames += len(batch)
                 bar.update(len(batch))
                 bar.set_postfix(fps=f"{frames / (time.perf_counter() - started):.1f}")
-            writer.mux(video_out.encode())
+            mux_video(None)
             bar.close()
         if frames == 0:  # inside the block: nothing replaces the target
             raise VideoError(f"{source} has no decodable video frames")

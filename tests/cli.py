@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD_S, ROOT
 
 
 def run_script(script: str, *overrides: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -17,7 +17,12 @@ def run_script(script: str, *overrides: str, **env: str) -> subprocess.Completed
     if "HYDRA_FULL_ERROR" not in env:  # the plain user's view, whatever this shell sets
         full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
-        [sys.executable, script, *overrides], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600
+        [sys.executable, script, *overrides],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
 
 

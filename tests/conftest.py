@@ -21,6 +21,9 @@ os.environ.setdefault("COLORGAN_ROOT", str(ROOT))
 os.environ.setdefault("WANDB_MODE", "offline")
 
 # Small networks keep every training test to seconds on a 2-core CPU.
+# How long a test waits for a process or a file before calling it stuck: a hang guard, never what a test
+# asserts. Whatever it waits for comes at a known point of the work, so a busy machine only makes it later.
+HANG_GUARD_S = 1800
 TINY_MODEL = ["model.num_samples=4"]
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from colorgan import bench
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD_S, ROOT
 
 
 @pytest.mark.slow
@@ -107,7 +107,11 @@ def test_bench_times_the_official_colorization_step_against_ours(tmp_path):
 def run_gpu_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "PYTHON": sys.executable, "COLORGAN_BENCH_OUT": str(tmp_path / "out"), **env}
     return subprocess.run(
-        ["bash", str(ROOT / "bench" / "gpu.sh"), *args], env=full_env, capture_output=True, text=True, timeout=600
+        ["bash", str(ROOT / "bench" / "gpu.sh"), *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
 
 

@@ -21,7 +21,7 @@ from colorgan.data import images as image_files
 from colorgan.inference import MODES, NonFiniteOutputError, colorize_image, colorize_images
 from colorgan.module import ColorizationModule
 from colorgan.training import train
-from tests.conftest import ROOT, smooth_images, train_overrides
+from tests.conftest import HANG_GUARD_S, ROOT, smooth_images, train_overrides
 from tests.places import unwritable_folder
 from tests.test_inference import TINY_UNET, lightness, photo
 
@@ -312,7 +312,11 @@ def test_entry_points_and_module_run():
     assert scripts.get("colorgan-colorize") == "colorgan.colorize:main"
     assert scripts.get("colorgan-export") == "colorgan.export:main"
     done = subprocess.run(
-        [sys.executable, "-m", "colorgan.colorize", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "colorgan.colorize", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert done.returncode == 0 and "--ckpt" in done.stdout and ".png" in done.stdout
 

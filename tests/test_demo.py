@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from colorgan import demo
 from colorgan.checkpoint import load_generator
 from colorgan.colorize import main as colorize_main
 from colorgan.data import images as image_files
 from colorgan.data.images import BadImageError
 from colorgan.demo import colorize_upload, samples_colours
 from colorgan.demo import main as demo_main
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD_S, ROOT
 from tests.test_colorize import TINY_UNET, photo, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -143,7 +144,7 @@ def demo_url(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         server = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG_GUARD_S
         while not answers(url):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"colorgan-demo did not start:\n{(folder / 'demo.log').read_text()}")
@@ -151,12 +152,16 @@ def demo_url(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         yield url
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=60) as response:
             return response.status == 200
     except OSError:
         return False
@@ -176,7 +181,9 @@ def test_page_colorizes_an_upload_like_the_cli(demo_url, ckpt, tmp_path):
             page = browser.new_page()
             local = ("http://127.0.0.1", "data:", "blob:")  # nothing leaves this machine
             page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(local) else r.abort())
-            page.set_default_timeout(30_000)
+            # waits end when the page shows the result; the time limit is a hang guard (expect's default is 5 s)
+            page.set_default_timeout(HANG_GUARD_S * 1000)
+            expect.set_options(timeout=HANG_GUARD_S * 1000)
 
             page.goto(demo_url)
             page.set_input_files("#photo input[type=file]", bad)
@@ -212,3 +219,64 @@ def test_command_names_a_damaged_model_folder(tmp_path, capsys):
     assert demo_main(["--ckpt", str(folder)]) == 2
     err = capsys.readouterr().err
     assert f"colorgan-demo: {folder / 'config.json'}: " in err and '"generator" is not an object' in err, err
+
+
+# ----------------------------------------------------------------------------- pixels per upload
+def test_an_upload_above_the_pages_cap_is_refused_before_it_is_decoded(ckpt, tmp_path, monkeypatch):
+    source = write_photo(tmp_path / "upload" / "photo.png", "rgb")  # 97 x 64 = 6208 pixels
+    generator, _ = load_generator(ckpt)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    decoded: list[Path] = []
+    monkeypatch.setattr(demo, "decode_image", lambda path: decoded.append(path) or image_files.decode_image(path))
+    with pytest.raises(BadImageError) as caught:
+        colorize_upload(source, generator, 32, "tiles", None, folder, max_pixels=6207)
+    assert str(caught.value).startswith(
+        "cannot read image photo.png: 97 x 64 pixels is more than the 0.006207 MP this page colorizes per photo "
+        "(colorgan-demo --max-megapixels)"
+    )
+    assert not decoded and not list(folder.iterdir())
+    assert colorize_upload(source, generator, 32, "full", None, folder, max_pixels=6208).colour.is_file()
+
+
+def test_the_pages_default_cap_is_well_below_the_commands():
+    assert demo.DEFAULT_MAX_PIXELS * 10 <= image_files.MAX_DECODED_PIXELS
+
+
+def test_the_page_shows_the_refusal(ckpt, tmp_path):
+    gr = pytest.importorskip("gradio", reason=NO_DEMO_EXTRA)
+    source = write_photo(tmp_path / "photo.png", "rgb")
+    app = demo.build_app(load_generator(ckpt)[0], 32, [], max_pixels=1000)
+    run = next(f.fn for f in app.fns.values() if f.name == "run")
+    with pytest.raises(gr.Error, match=r"photo\.png: 97 x 64 pixels is more than the 0\.001 MP this page colorizes"):
+        run(str(source), "full", 0)
+
+
+class FakeApp:
+    def launch(self, **kwargs: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("args", "expected"), [([], 12_000_000), (["--max-megapixels", "2.5"], 2_500_000)])
+def test_the_command_gives_the_page_its_cap(ckpt, monkeypatch, args, expected):
+    if importlib.util.find_spec("gradio") is None:  # the command asks for it first
+        pytest.skip(NO_DEMO_EXTRA)
+    given: list[int] = []
+    monkeypatch.setattr(
+        demo, "build_app", lambda generator, size, examples, max_pixels: given.append(max_pixels) or FakeApp()
+    )
+    assert demo_main(["--ckpt", str(ckpt), "--device", "cpu", *args]) == 0
+    assert given == [expected]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--max-megapixels", "0"], "--max-megapixels must be in (0, 150] (colorgan-colorize's cap), got 0.0"),
+        (["--max-megapixels", "500"], "--max-megapixels must be in (0, 150] (colorgan-colorize's cap), got 500.0"),
+        (["--size", "8"], "--size gives a model side of 8 pixels; it must be 16..2048"),
+    ],
+)
+def test_the_command_refuses_caps_and_sizes_out_of_range(ckpt, capsys, args, words):
+    assert demo_main(["--ckpt", str(ckpt), *args]) == 2
+    assert f"colorgan-demo: {words}" in capsys.readouterr().err

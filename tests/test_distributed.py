@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from colorgan.training import build
-from tests.conftest import ROOT, train_overrides
+from tests.conftest import HANG_GUARD_S, ROOT, train_overrides
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -82,7 +82,12 @@ def test_ddp_ranks_end_identical_and_checkpoint_resumes_on_one_process(data_dir,
     ]
     env = {**os.environ, "COLORGAN_ROOT": str(ROOT), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "train.py", *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "train.py", *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 

@@ -15,7 +15,7 @@ from colorgan.config_checks import ConfigError
 from colorgan.launch import run_task
 from colorgan.loggers import resolve_wandb_mode
 from colorgan.training import train
-from tests.conftest import train_overrides
+from tests.conftest import HANG_GUARD_S, train_overrides
 from tests.wandb_offline import read_offline_run
 
 
@@ -78,7 +78,7 @@ def test_wandb_run_logs_config_losses_metrics_lrs_and_sample_panels(make_cfg, no
     assert "WANDB_MODE" not in os.environ  # the mode went to wandb.init, not into the process environment
     assert sys.modules["wandb"].run is None  # finished
     (run_dir,) = (out / "wandb").glob("offline-run-*")
-    run = read_offline_run(run_dir, wait_s=30)
+    run = read_offline_run(run_dir, wait_s=HANG_GUARD_S)
     assert run.exit_code == 0
     assert run.name == f"cifar_gan-{out.name}" and run.group == "" and run.job_type == "cifar_gan"
     # the resolved Hydra config

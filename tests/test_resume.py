@@ -20,7 +20,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from colorgan.checkpoint import CheckpointError, load_checkpoint
 from colorgan.training import build, train
 from tests.cli import csv_rows, files_of, output, run_script
-from tests.conftest import ROOT, train_overrides
+from tests.conftest import HANG_GUARD_S, ROOT, train_overrides
 
 BATCHES_PER_EPOCH = 6  # 48 training images of the tiny CIFAR, batch 8
 
@@ -82,7 +82,7 @@ def test_sigkilled_run_resumes_mid_epoch_with_ckpt_path_last(data_dir, make_cfg,
         [sys.executable, "train.py", *overrides], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + HANG_GUARD_S
         while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert flag.exists(), proc.communicate(timeout=5)[0].decode()[-4000:] if proc.poll() is not None else "stuck"

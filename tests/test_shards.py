@@ -25,7 +25,7 @@ from colorgan.data.prepare import main as prepare_main
 from colorgan.data.prepare import prepare
 from colorgan.data.shards import ShardItem, ShardsDataModule, crop_photo, decode_batch, jpeg_tensor
 from colorgan.training import build
-from tests.conftest import ROOT, TINY_MODEL, smooth_images
+from tests.conftest import HANG_GUARD_S, ROOT, TINY_MODEL, smooth_images
 
 IMAGE_SIZE, LOAD_SIZE = 32, 36  # LOAD_SIZE = round(32 * 286 / 256): what data=shards crops from
 
@@ -256,7 +256,12 @@ def test_ddp_ranks_read_disjoint_parts_that_cover_the_epoch(shards, tmp_path):
     )
     env = {**os.environ, "COLORGAN_ROOT": str(ROOT), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "train.py", *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "train.py", *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     rank0, rank1 = (json.loads((ranks / f"rank{r}.json").read_text()) for r in (0, 1))

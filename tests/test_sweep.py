@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from colorgan.sweep import SweepSummary, collect_jobs, summarize_sweep, varied_keys
-from tests.conftest import CONF, ROOT, train_overrides
+from tests.conftest import CONF, HANG_GUARD_S, ROOT, train_overrides
 from tests.wandb_offline import read_offline_run
 
 
@@ -89,7 +89,7 @@ def test_multirun_writes_job_folders_wandb_runs_and_sweep_summary(data_dir, tmp_
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_GUARD_S,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output  # a job failed: the sweep says so in its exit code...
@@ -110,7 +110,7 @@ def test_multirun_writes_job_folders_wandb_runs_and_sweep_summary(data_dir, tmp_
         plot.verify()
 
     # one W&B run per job, grouped by the sweep, each finished (the failed one with exit code 1)
-    runs = [read_offline_run(next((job.folder / "wandb").glob("offline-run-*")), wait_s=30) for job in jobs]
+    runs = [read_offline_run(next((job.folder / "wandb").glob("offline-run-*")), wait_s=HANG_GUARD_S) for job in jobs]
     assert [r.name for r in runs] == ["0-model.lambda_l1=10", "1-model.lambda_l1=1e+39"]
     assert {r.group for r in runs} == {"cifar_gan-sweep"}
     assert [r.exit_code for r in runs] == [0, 1]

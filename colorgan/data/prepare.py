@@ -33,6 +33,9 @@ from colorgan.io import write_text_atomic
 from colorgan.places import OutputPlaceError, check_output_folder
 
 log = logging.getLogger(__name__)
+# The shorter side stored. Above 4096 a photo is upscaled to tens of megapixels per file (a 4:1 strip at
+# 4096 is 67 MP already); below 16 nothing is left to crop a training image from.
+MIN_SIZE, MAX_SIZE = 16, 4096
 CHUNK_BYTES = "64MB"  # litdata's recommended chunk size: few files, each read in one stream
 
 
@@ -189,8 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.quality <= 95:
         parser.error(f"--quality must be in 1..95 (above 95 JPEG files grow, not improve), got {args.quality}")
-    if args.size < 1:
-        parser.error(f"--size must be a positive number of pixels, got {args.size}")
+    if not MIN_SIZE <= args.size <= MAX_SIZE:
+        parser.error(
+            f"--size (the shorter side stored) must be {MIN_SIZE}..{MAX_SIZE} pixels, got {args.size}; "
+            "use round(1.117 * data.image_size)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("litdata").setLevel(logging.WARNING)  # its cache and mmap notes
     try:
