@@ -26,7 +26,7 @@ from colorgan.io import is_stale, markdown_table
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safetensors", "README.md", "samples.png"
 FORMAT = "colorgan-generator"
 FORMAT_VERSION = 1
-CARD_METRICS = ("psnr", "ssim", "delta_e", "colorfulness", "probe_accuracy", "fid_probe")
+CARD_METRICS = ("psnr", "ssim", "delta_e", "colorfulness", "probe_accuracy", "probe_gap", "fid_probe")
 RECIPE_KEYS = ("lambda_l1", "lambda_gan", "recon_loss", "gan_mode", "lr", "lr_d", "betas", "ema_decay", "init_from")
 OWN_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, SAMPLES_NAME)  # all that save_model_folder writes
 MAX_CONFIG_BYTES = 1 << 20  # colorgan's config.json is about 2 KB; a larger one is not read
