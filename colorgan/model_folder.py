@@ -27,7 +27,11 @@ CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safet
 FORMAT = "colorgan-generator"
 FORMAT_VERSION = 1
 CARD_METRICS = ("psnr", "ssim", "delta_e", "colorfulness", "probe_accuracy", "probe_gap", "fid_probe")
-RECIPE_KEYS = ("lambda_l1", "lambda_gan", "recon_loss", "gan_mode", "lr", "lr_d", "betas", "ema_decay", "init_from")
+RECIPE_KEYS = (
+    "lambda_l1", "lambda_gan", "recon_loss", "rebalance", "gan_mode", "lr", "lr_d", "betas", "ema_decay", "init_from"
+)  # fmt: skip
+# what a recipe key means only for one kind of generator head: the other's loss ignores it
+HEAD_ONLY_KEYS = {"recon_loss": "regression", "rebalance": "classification"}
 OWN_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, SAMPLES_NAME)  # all that save_model_folder writes
 MAX_CONFIG_BYTES = 1 << 20  # colorgan's config.json is about 2 KB; a larger one is not read
 
@@ -57,12 +61,22 @@ def is_model_folder(path: str | Path) -> bool:
     return path.is_dir() and (path / CONFIG_NAME).is_file()
 
 
+def _recipe_value(key: str, value: Any) -> Any:
+    """``init_from`` as the run and file it started from (``<run>/checkpoints/last.ckpt``): the rest of the
+    path names the trainer's own disk, which means nothing to whoever reads the card."""
+    if key != "init_from":
+        return value
+    parts = Path(str(value)).parts
+    return "/".join(parts[-3:]) if len(parts) >= 3 and parts[-2] == "checkpoints" else Path(str(value)).name
+
+
 def make_config(hparams: dict[str, Any], weights: str) -> dict[str, Any]:
     """What a user of the weights needs: the architecture, its training size, Lab normalisation, inference mode."""
     generator = dict(hparams.get("generator") or {})
     generator.pop("weights_path", None)
     generator["pretrained"] = False if "pretrained" in generator else generator.get("pretrained")
     generator = {k: v for k, v in generator.items() if v is not None}
+    head = generator.get("head", "regression")
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -73,7 +87,11 @@ def make_config(hparams: dict[str, Any], weights: str) -> dict[str, Any]:
         "color_space": "CIE Lab, D65 white, sRGB primaries",
         "stochastic_inference": bool(hparams.get("stochastic_inference", False)),
         "weights": weights,
-        "recipe": {k: hparams[k] for k in RECIPE_KEYS if hparams.get(k) is not None},
+        "recipe": {
+            k: _recipe_value(k, hparams[k])
+            for k in RECIPE_KEYS
+            if hparams.get(k) is not None and HEAD_ONLY_KEYS.get(k, head) == head
+        },
     }
 
 
@@ -113,8 +131,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None, has_sampl
             "",
             "## Evaluation",
             "",
-            f"`evaluate.py` on {metrics.get('split', 'the test split')} ({metrics.get('num_images', '?')} images); "
-            "`gray` keeps L and sets ab = 0.",
+            f"`evaluate.py` on {metrics.get('split', 'the test split')}; `gray` keeps L and sets ab = 0.",
             "",
             markdown_table(["model", *columns], rows),
         ]
