@@ -281,8 +281,10 @@ def add_probe_gap(models: dict[str, dict[str, float]], truth_accuracy: float) ->
     """
     gray = models["gray"]["probe_accuracy"]
     gap = truth_accuracy - gray
+    if gap <= 0:  # a probe no better on the true colours than on gray measures nothing here: no column
+        return
     for row in models.values():
-        row["probe_gap"] = (row["probe_accuracy"] - gray) / gap if gap > 0 else float("nan")
+        row["probe_gap"] = (row["probe_accuracy"] - gray) / gap
 
 
 def scored_split(ecfg: Any) -> str:

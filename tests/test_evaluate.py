@@ -152,8 +152,8 @@ def test_probe_accuracy_and_fid_probe_for_truth_gray_and_models(run_eval, probe_
         assert report["models"]["gray"]["probe_gap"] == 0
         expected = (accuracy["run/last"] - accuracy["gray"]) / gap
         assert report["models"]["run/last"]["probe_gap"] == pytest.approx(expected)
-    else:
-        assert math.isnan(report["models"]["run/last"]["probe_gap"])
+    else:  # a probe that does no better on the truth than on gray gives no gap to recover
+        assert all("probe_gap" not in row for row in report["models"].values())
     text = (out / "report.md").read_text()
     assert "Semantic test" in text and "not comparable to Inception FID" in text
 
@@ -302,3 +302,15 @@ def test_samples_out_never_replaces_a_checkpoint_or_lands_among_inputs(data_dir,
             evaluate(cfg)
         assert str(samples_out) in str(err.value) and words in str(err.value), err.value
     assert {p: p.read_bytes() for p in kept} == kept and not (checkpoints / "grid.png").exists()
+
+
+def test_the_probe_gap_is_the_share_of_the_gray_to_truth_gap_and_absent_without_one():
+    from colorgan.evaluation import add_probe_gap
+
+    models = {"gray": {"probe_accuracy": 0.70}, "a": {"probe_accuracy": 0.75}, "b": {"probe_accuracy": 0.65}}
+    add_probe_gap(models, 0.90)
+    assert models["gray"]["probe_gap"] == 0 and models["a"]["probe_gap"] == pytest.approx(0.25)
+    assert models["b"]["probe_gap"] == pytest.approx(-0.25)
+    flat = {"gray": {"probe_accuracy": 0.70}, "a": {"probe_accuracy": 0.75}}
+    add_probe_gap(flat, 0.70)
+    assert all("probe_gap" not in row for row in flat.values())
