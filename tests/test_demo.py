@@ -280,3 +280,16 @@ def test_the_command_gives_the_page_its_cap(ckpt, monkeypatch, args, expected):
 def test_the_command_refuses_caps_and_sizes_out_of_range(ckpt, capsys, args, words):
     assert demo_main(["--ckpt", str(ckpt), *args]) == 2
     assert f"colorgan-demo: {words}" in capsys.readouterr().err
+
+
+def test_the_pages_temperature_changes_a_classification_models_colours(tmp_path):
+    pytest.importorskip("gradio", reason=NO_DEMO_EXTRA)
+    bins = save_checkpoint({**TINY_UNET, "head": "classification"}, tmp_path / "bins.ckpt")
+    source = write_photo(tmp_path / "photo.png", "rgb")
+    app = demo.build_app(load_generator(bins)[0], 32, [])
+    run = next(f.fn for f in app.fns.values() if f.name == "run")
+    vivid, mean = (np.asarray(Image.open(run(str(source), "full", 0, t)[1])) for t in (0.05, 1.0))
+    assert not np.array_equal(vivid, mean)
+    plain = demo.build_app(load_generator(save_checkpoint(TINY_UNET, tmp_path / "plain.ckpt"))[0], 32, [])
+    slider = next(b for b in plain.blocks.values() if getattr(b, "elem_id", None) == "temperature")
+    assert slider.visible is False  # a regression model has no temperature to set
