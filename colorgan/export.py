@@ -24,7 +24,7 @@ from PIL import Image
 from torch import nn
 
 from colorgan.checkpoint import CheckpointError, has_weight_average, load_generator, read_generator_source
-from colorgan.io import replacing
+from colorgan.io import read_json_object, replacing
 from colorgan.model_folder import ModelFolderError, check_replaceable, save_model_folder, stored
 from colorgan.models import set_temperature
 from colorgan.places import check_not_an_input, check_output_file, check_output_folder
@@ -288,18 +288,8 @@ def with_temperature(generator: nn.Module, hparams: dict, temperature: float | N
 
 def read_metrics(path: Path) -> dict[str, Any]:
     """``--metrics``: evaluate.py's metrics.json, a JSON object whose ``models`` map names to rows of numbers."""
-    problem = None
-    try:
-        size = path.stat().st_size
-        if size > MAX_METRICS_BYTES:
-            problem = f"holds {size:,} bytes, far more than a metrics.json ({MAX_METRICS_BYTES:,} at most)"
-        else:
-            metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as err:
-        problem = f"cannot be read as JSON ({type(err).__name__}: {str(err)[:200]})"
-    if problem is None and not isinstance(metrics, dict):
-        problem = f"holds a JSON {type(metrics).__name__}, not the object evaluate.py writes"
-    elif problem is None and not (
+    metrics, problem = read_json_object(path, MAX_METRICS_BYTES, "evaluate.py's metrics.json")
+    if problem is None and not (
         isinstance(metrics.get("models", {}), dict)
         and all(isinstance(r, dict) for r in metrics.get("models", {}).values())
     ):

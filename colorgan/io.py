@@ -10,6 +10,7 @@ downloaded, so evaluation runs offline and says how to provide what is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -298,3 +299,23 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def read_json_object(path: Path, max_bytes: int, what: str, missing: str | None = None) -> tuple[Any, str | None]:
+    """(a small JSON file's object, None), or (None, why not) as a phrase to follow the path in a message.
+
+    Files above ``max_bytes`` are not read (a few bytes of settings cannot ask for gigabytes); ``what``
+    names what the file should hold; ``missing`` is the phrase for an absent file (default: unreadable).
+    """
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return None, f"holds {size:,} bytes, far more than {what} ({max_bytes:,} at most)"
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        return None, missing or f"cannot be read as JSON ({type(err).__name__}: {str(err)[:200]})"
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands deep
+        return None, f"cannot be read as JSON ({type(err).__name__}: {str(err)[:200]})"
+    if not isinstance(value, dict):
+        return None, f"holds a JSON {type(value).__name__}, not the object of {what}"
+    return value, None

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from colorgan.color import AB_SCALE, L_SCALE
-from colorgan.io import is_stale, markdown_table
+from colorgan.io import is_stale, markdown_table, read_json_object
 
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safetensors", "README.md", "samples.png"
 FORMAT = "colorgan-generator"
@@ -267,19 +267,9 @@ def save_model_folder(
 def read_config(folder: Path) -> dict[str, Any]:
     """``folder/config.json`` as a JSON object; one of more than :data:`MAX_CONFIG_BYTES` is not read."""
     path = folder / CONFIG_NAME
-    problem = None
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            problem = f"holds {size:,} bytes, far more than a model's settings ({MAX_CONFIG_BYTES:,} at most)"
-        else:
-            config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problem = "is missing: it says which network the weights are for"
-    except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands deep
-        problem = f"cannot be read as JSON ({type(err).__name__}: {str(err)[:200]})"
-    if problem is None and not isinstance(config, dict):
-        problem = f"holds a JSON {type(config).__name__}, not the object of settings colorgan writes"
+    config, problem = read_json_object(
+        path, MAX_CONFIG_BYTES, "a model's settings", missing="is missing: it says which network the weights are for"
+    )
     if problem:
         raise ModelFolderError(f"{path} {problem}; export the folder again (colorgan-export --format folder)")
     return config

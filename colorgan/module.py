@@ -94,7 +94,7 @@ class ColorizationModule(LightningModule):
         self.recon_loss = RECON_LOSSES[recon_loss]
         # head=classification: the reconstruction term is Zhang et al.'s rebalanced cross-entropy over ab bins
         is_bins = isinstance(self.generator, ColorBinsGenerator)
-        self.bin_loss = ColorBinLoss(self.generator.bins * 1.0, rebalance=rebalance) if is_bins else None
+        self.bin_loss = ColorBinLoss(self.generator.bins, rebalance=rebalance) if is_bins else None
         # val/<name>: the per-image metrics of evaluate.py, on the same rendered uint8 pictures
         self.val_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in PER_IMAGE_METRICS})
         self.val_psnr_gray = MeanMetric()  # the gray baseline on the same images: the PSNR guard's bar
@@ -278,7 +278,7 @@ class ColorizationModule(LightningModule):
 
     def on_fit_start(self) -> None:
         self.realism.setup(self.device)
-        if self.bin_loss is not None and not self.bin_loss.has_prior:
+        if self.bin_loss is not None and self.bin_loss.rebalance < 1 and not self.bin_loss.has_prior:
             self._count_colour_prior()
 
     @torch.no_grad()

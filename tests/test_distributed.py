@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from colorgan.training import build
-from tests.conftest import HANG_GUARD_S, ROOT, train_overrides
+from tests.cli import run_script
+from tests.conftest import train_overrides
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -80,15 +78,7 @@ def test_ddp_ranks_end_identical_and_checkpoint_resumes_on_one_process(data_dir,
         f"+callbacks.rank_state._target_={RankState.__module__}.RankState",
         f"+callbacks.rank_state.out_dir={ranks}",
     ]
-    env = {**os.environ, "COLORGAN_ROOT": str(ROOT), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "train.py", *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD_S,
-    )
+    proc = run_script("train.py", *overrides)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
     rank0, rank1 = (json.loads((ranks / f"rank{r}.json").read_text()) for r in (0, 1))

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,8 @@ from colorgan.data.prepare import main as prepare_main
 from colorgan.data.prepare import prepare
 from colorgan.data.shards import ShardItem, ShardsDataModule, crop_photo, decode_batch, jpeg_tensor
 from colorgan.training import build
-from tests.conftest import HANG_GUARD_S, ROOT, TINY_MODEL, smooth_images
+from tests.cli import run_script
+from tests.conftest import TINY_MODEL, smooth_images
 
 IMAGE_SIZE, LOAD_SIZE = 32, 36  # LOAD_SIZE = round(32 * 286 / 256): what data=shards crops from
 
@@ -254,15 +252,7 @@ def test_ddp_ranks_read_disjoint_parts_that_cover_the_epoch(shards, tmp_path):
         f"+callbacks.rank_ids._target_={RankIds.__module__}.RankIds",
         f"+callbacks.rank_ids.out_dir={ranks}",
     )
-    env = {**os.environ, "COLORGAN_ROOT": str(ROOT), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "train.py", *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG_GUARD_S,
-    )
+    proc = run_script("train.py", *overrides)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     rank0, rank1 = (json.loads((ranks / f"rank{r}.json").read_text()) for r in (0, 1))
     assert len(rank0) == len(rank1) == 12
