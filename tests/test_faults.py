@@ -90,14 +90,14 @@ def test_worker_processes_skip_files_logged_once_by_the_main_process(messy_photo
     assert all(any(name in w for w in warnings) for name in UNREADABLE)
 
 
-def evaluate_folder(make_cfg, root: Path, out: Path) -> dict:
-    """evaluate.py on ``root`` with a tiny untrained U-Net, no optional metrics."""
+def evaluate_folder(make_cfg, root: Path, out: Path, data: str = "folder") -> dict:
+    """evaluate.py on ``root`` (``data=folder``, or ``shards``) with a tiny untrained U-Net, no optional metrics."""
     gen_cfg = {"name": "unet", "image_size": 32, "ngf": 8, "norm": "batch", "dropout": 0.5, "depth": None}
     generator = build_generator(gen_cfg)
     ckpt = out.parent / "tiny.ckpt"
     state = {f"generator.{k}": v for k, v in generator.state_dict().items()}
     torch.save({"state_dict": state, "hyper_parameters": {"generator": gen_cfg}}, ckpt)
-    overrides = [f"ckpt_path={ckpt}", "device=cpu", "data=folder", f"data.root={root}", "data.image_size=32"]
+    overrides = [f"ckpt_path={ckpt}", "device=cpu", f"data={data}", f"data.root={root}", "data.image_size=32"]
     overrides += ["data.num_workers=0", "eval.fid=false", "eval.lpips=false", "eval.probe=false"]
     return evaluate(make_cfg(overrides, config_name="eval", output_dir=out))
 

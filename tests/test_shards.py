@@ -146,7 +146,8 @@ def test_evaluation_batches_match_the_folder_loader(photos, shards):
 def test_gpu_decode_matches_worker_decode(shards):
     items = stored_items(shards / "train")[:8]
     crops = torch.rand(len(items), 3)
-    on_gpu = decode_batch([bytes(i["jpeg"]) for i in items], crops, torch.device("cuda"), IMAGE_SIZE, LOAD_SIZE)
+    on_gpu, errors = decode_batch([bytes(i["jpeg"]) for i in items], crops, torch.device("cuda"), IMAGE_SIZE, LOAD_SIZE)
+    assert errors == [None] * len(items)
     on_cpu = torch.stack(
         [
             crop_photo(decode_jpeg(jpeg_tensor(i["jpeg"]), mode=ImageReadMode.RGB), IMAGE_SIZE, LOAD_SIZE, c)
@@ -162,7 +163,7 @@ def test_items_carry_bytes_and_crop_draws_for_device_decoding(shards):
     item = ShardItem(IMAGE_SIZE, LOAD_SIZE, train=True, decode=False)(raw)
     assert isinstance(item["jpeg"], bytes) and item["crop"].shape == (3,) and "rgb" not in item
     device_batch = {"jpeg": [item["jpeg"]], "crop": item["crop"][None], "index": item["index"][None]}
-    rgb = decode_batch(device_batch["jpeg"], device_batch["crop"], torch.device("cpu"), IMAGE_SIZE, LOAD_SIZE)
+    rgb, _ = decode_batch(device_batch["jpeg"], device_batch["crop"], torch.device("cpu"), IMAGE_SIZE, LOAD_SIZE)
     stored = decode_jpeg(jpeg_tensor(raw["jpeg"]), mode=ImageReadMode.RGB)
     assert torch.equal(rgb[0], crop_photo(stored, IMAGE_SIZE, LOAD_SIZE, item["crop"]))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -453,4 +452,3 @@ def _unit_hash(text: str, seed: int) -> float:
     """A number in [0, 1) fixed by ``text`` and ``seed`` (the same on every machine and Python run)."""
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, key=str(seed).encode()).digest()
     return int.from_bytes(digest, "big") / 2**64
-

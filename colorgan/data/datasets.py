@@ -205,12 +205,17 @@ class SkippedImages:
             return
         for i in sorted(set(bad_index[bad_index >= 0].tolist())):
             path = str(dataset.files[i])
-            if path in self.reasons:
-                continue
-            logged_here = i in dataset._reported  # num_workers=0: the dataset has logged it already
-            self.reasons[path] = dataset.reason(i)
-            if not logged_here:
-                log.warning("skipping unreadable image: %s", self.reasons[path])
+            if path not in self.reasons:
+                logged_here = i in dataset._reported  # num_workers=0: the dataset has logged it already
+                self.add(path, dataset.reason(i), log_it=not logged_here)
+
+    def add(self, path: str, reason: str, log_it: bool = True) -> None:
+        """Count ``path`` as skipped for ``reason``, logging it the first time only."""
+        if path in self.reasons:
+            return
+        self.reasons[path] = reason
+        if log_it:
+            log.warning("skipping unreadable image: %s", reason)
 
     def summary(self) -> dict[str, Any]:
         files = sorted(self.reasons)

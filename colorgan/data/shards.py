@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -58,37 +59,90 @@ def jpeg_tensor(data: Any) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
+def decode_error(err: RuntimeError) -> str:
+    """What the JPEG decoder said, without its source-file prefix (``decode_jpeg, .../decode_jpeg.cpp:171, ``)."""
+    return re.sub(r"^.*?\.(?:cpp|cu):\d+,\s*", "", str(err).strip()).splitlines()[0] or "not a readable JPEG"
+
+
+def unreadable_in_shards(path: str, err: RuntimeError) -> str:
+    """The skip reason of a stored photo whose bytes do not decode (damaged after preparation, or not a JPEG)."""
+    return f"cannot read image {path} (stored in the shards): {decode_error(err)}"
+
+
 class ShardItem:
     """One prepared photo as a batch item: decoded and cropped here, or its bytes and crop draw for the device.
 
     The crop is drawn here, in the loader worker, in both cases, so the worker seeds decide it alike.
+    Each item names its photo (``path``: the split's shard folder and the photo's path in the photo
+    folder). A photo whose stored bytes do not decode becomes a black stand-in marked by ``bad_index``
+    (its index) and ``skip_reason``, as data=folder marks the files it skips: the data module counts
+    it and fills its place, and evaluation leaves it out.
     """
 
-    def __init__(self, image_size: int, load_size: int, train: bool, decode: bool) -> None:
+    def __init__(self, image_size: int, load_size: int, train: bool, decode: bool, folder: str = "shards") -> None:
         self.image_size, self.load_size, self.train, self.decode = image_size, load_size, train, decode
+        self.folder = folder
 
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
         crop = torch.rand(3) if self.train else None
-        out: dict[str, Any] = {"index": torch.tensor(item["index"]), "label": torch.tensor(-1)}
-        if self.decode:
-            rgb = decode_jpeg(jpeg_tensor(item["jpeg"]), mode=ImageReadMode.RGB)
-            out["rgb"] = crop_photo(rgb, self.image_size, self.load_size, crop).contiguous()
-        else:
+        path = f"{self.folder}/{item.get('path', item['index'])}"
+        out: dict[str, Any] = {"index": torch.tensor(item["index"]), "label": torch.tensor(-1), "path": path}
+        if not self.decode:
             out["jpeg"] = bytes(item["jpeg"])
             if crop is not None:
                 out["crop"] = crop
-        return out
+            return out
+        try:
+            rgb = decode_jpeg(jpeg_tensor(item["jpeg"]), mode=ImageReadMode.RGB)
+        except RuntimeError as err:
+            reason = unreadable_in_shards(path, err)
+            rgb, bad = torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), int(item["index"])
+        else:
+            rgb, bad, reason = crop_photo(rgb, self.image_size, self.load_size, crop).contiguous(), -1, ""
+        return {**out, "rgb": rgb, "bad_index": torch.tensor(bad), "skip_reason": reason}
 
 
 def decode_batch(
     jpegs: list[bytes], crops: torch.Tensor | None, device: torch.device, image_size: int, load_size: int
-) -> torch.Tensor:
-    """A batch of JPEG bytes -> B x 3 x S x S uint8 on ``device``, decoded there in one call (nvJPEG on CUDA)."""
-    images = decode_jpeg([jpeg_tensor(j) for j in jpegs], mode=ImageReadMode.RGB, device=device)
+) -> tuple[torch.Tensor, list[RuntimeError | None]]:
+    """A batch of JPEG bytes -> (B x 3 x S x S uint8 on ``device``, each photo's decoding error or None).
+
+    Decoded there in one call (nvJPEG on CUDA); a batch holding bytes that do not decode is decoded
+    one photo at a time to find them, and each of those is black.
+    """
+    try:
+        images: list[torch.Tensor | None] = list(
+            decode_jpeg([jpeg_tensor(j) for j in jpegs], mode=ImageReadMode.RGB, device=device)
+        )
+        errors: list[RuntimeError | None] = [None] * len(jpegs)
+    except RuntimeError:
+        images, errors = [], []
+        for jpeg in jpegs:
+            try:
+                images.append(decode_jpeg(jpeg_tensor(jpeg), mode=ImageReadMode.RGB, device=device))
+                errors.append(None)
+            except RuntimeError as err:
+                images.append(None)
+                errors.append(err)
     crops = crops.cpu() if crops is not None else None
+    black = torch.zeros(3, image_size, image_size, dtype=torch.uint8, device=device)
     return torch.stack(
-        [crop_photo(im, image_size, load_size, None if crops is None else crops[i]) for i, im in enumerate(images)]
-    )
+        [
+            black if im is None else crop_photo(im, image_size, load_size, None if crops is None else crops[i])
+            for i, im in enumerate(images)
+        ]
+    ), errors
+
+
+def fill_skipped(rgb: torch.Tensor, bad_index: torch.Tensor) -> torch.Tensor:
+    """Each stand-in replaced by the next readable photo of the batch, as data=folder takes the next readable
+    file: training never sees a black stand-in unless the whole batch is unreadable."""
+    good = (bad_index < 0).nonzero().flatten()
+    if len(good) == 0 or len(good) == len(bad_index):
+        return rgb
+    positions = torch.arange(len(bad_index), device=good.device)
+    after = torch.searchsorted(good, positions) % len(good)  # the first readable one at or after each position
+    return rgb[good[after]]
 
 
 def _again(root: str) -> str:
@@ -217,7 +271,8 @@ class ShardsDataModule(ColorizationDataModule):
         self.skipped_images.reasons.update(info.get("skipped", {}))
         if "://" not in self.root:
             check_chunks(Path(self.root) / split, self.root)
-        item = ShardItem(self.image_size, self.load_size, train, decode=not self.decodes_on_device())
+        folder = f"{self.root.rstrip('/')}/{split}"
+        item = ShardItem(self.image_size, self.load_size, train, decode=not self.decodes_on_device(), folder=folder)
         return StreamingDataset(
             f"{self.root.rstrip('/')}/{split}", shuffle=train, seed=self.shuffle_seed, transform=item
         )
@@ -259,11 +314,25 @@ class ShardsDataModule(ColorizationDataModule):
             return batch
         batch = dict(batch)
         jpegs, crops = batch.pop("jpeg"), batch.pop("crop", None)
-        batch["rgb"] = decode_batch(jpegs, crops, batch["index"].device, self.image_size, self.load_size)
+        batch["rgb"], errors = decode_batch(jpegs, crops, batch["index"].device, self.image_size, self.load_size)
+        batch["skip_reason"] = ["" if e is None else unreadable_in_shards(p, e) for p, e in zip(batch["path"], errors)]
+        bad = [i if e is not None else -1 for i, e in zip(batch["index"].tolist(), errors)]
+        batch["bad_index"] = torch.tensor(bad, device=batch["index"].device)
         return batch
 
+    def skipped_filled(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Count each unreadable photo of the batch (logged once per run) and fill its place for training;
+        ``bad_index`` stays, so evaluation scores each readable photo once."""
+        bad = batch.get("bad_index")
+        if not isinstance(bad, torch.Tensor) or not bool((bad >= 0).any()):
+            return batch
+        for path, reason in zip(batch["path"], batch["skip_reason"]):
+            if reason:
+                self.skipped_images.add(path, reason)
+        return {**batch, "rgb": fill_skipped(batch["rgb"], bad)}
+
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        return super().on_after_batch_transfer(self.decoded(batch), dataloader_idx)
+        return super().on_after_batch_transfer(self.skipped_filled(self.decoded(batch)), dataloader_idx)
 
     def summary_fields(self) -> dict[str, Any]:
         """Added to the run summary: the files preparation skipped as unreadable."""
