@@ -12,8 +12,8 @@ os.environ.setdefault("COLORGAN_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 from omegaconf import DictConfig
 
-from colorgan.evaluation import evaluate
-from colorgan.launch import run_task
+from colorgan.evaluate.evaluator import evaluate
+from colorgan.runs.launch import run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")

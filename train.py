@@ -9,8 +9,8 @@ os.environ.setdefault("COLORGAN_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 from omegaconf import DictConfig
 
-from colorgan.launch import run_task
-from colorgan.training import train
+from colorgan.runs.launch import run_task
+from colorgan.train.build import train
 
 # `debug` names the group of debug configs (conf/debug/), so Hydra would read debug=true as a config choice and
 # refuse the boolean; the switch keeps its meaning: debug=true is debug=traceback, debug=false the default.

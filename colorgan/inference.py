@@ -34,6 +34,7 @@ from torch import nn
 
 from colorgan.color import gray_ab_like, render_uint8, rgb_to_lab_normalized
 from colorgan.data.images import split_alpha
+from colorgan.errors import ColorganError
 
 MODES = ("full", "tiles")
 STRIP_PIXELS = 1 << 18  # pixels per strip of the full-resolution steps: ~1 MB per float32 plane
@@ -48,7 +49,7 @@ AbRows = Callable[[int, int], torch.Tensor]  # (r0, r1) -> normalised ab of rows
 InputImage = Image.Image | np.ndarray
 
 
-class NonFiniteOutputError(ValueError):
+class NonFiniteOutputError(ColorganError, ValueError):
     """The generator predicted NaN or Inf for an image, which would render as made-up (black or gray) colours.
 
     ``index`` is the image's position in the list given to :func:`colorize_images`.

@@ -21,7 +21,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from colorgan.color import AB_SCALE, L_SCALE
-from colorgan.io import is_stale, markdown_table, read_json_object
+from colorgan.errors import ColorganError
+from colorgan.files import is_stale, read_json_object
+from colorgan.markdown import markdown_table
 
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safetensors", "README.md", "samples.png"
 FORMAT = "colorgan-generator"
@@ -36,7 +38,7 @@ OWN_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, SAMPLES_NAME)  # all that sav
 MAX_CONFIG_BYTES = 1 << 20  # colorgan's config.json is about 2 KB; a larger one is not read
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(ColorganError, ValueError):
     """A folder that is not (or no longer) a colorgan model folder; the message names the file."""
 
 

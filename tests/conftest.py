@@ -39,7 +39,7 @@ def smooth_images(n: int, size: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """``trainer.precision=auto`` caches its measurement (colorgan/runtime.py) here, not in ~/.cache."""
+    """``trainer.precision=auto`` caches its measurement (colorgan/precision.py) here, not in ~/.cache."""
     folder = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("COLORGAN_CACHE_DIR", str(folder))

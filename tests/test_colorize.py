@@ -15,12 +15,12 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from colorgan.apps.colorize import Job, UnsafeOutputPath, main, plan_outputs, safe_output_path
 from colorgan.checkpoint import load_generator
-from colorgan.colorize import Job, UnsafeOutputPath, main, plan_outputs, safe_output_path
 from colorgan.data import images as image_files
 from colorgan.inference import MODES, NonFiniteOutputError, colorize_image, colorize_images
-from colorgan.module import ColorizationModule
-from colorgan.training import train
+from colorgan.train.build import train
+from colorgan.train.module import ColorizationModule
 from tests.conftest import HANG_GUARD_S, ROOT, smooth_images, train_overrides
 from tests.places import unwritable_folder
 from tests.test_inference import TINY_UNET, lightness, photo
@@ -261,11 +261,11 @@ def test_cli_refuses_to_write_through_a_symlink_out_of_the_folder(ckpt, tmp_path
 
 def test_cli_errors_that_stop_the_run(ckpt, tmp_path, capsys):
     Image.fromarray(photo(8, 8)).save(tmp_path / "a.png")
-    assert run_cli(tmp_path / "a.png", "--ckpt", tmp_path / "missing.ckpt", "--out", tmp_path / "o") == 2
+    assert run_cli(tmp_path / "a.png", "--ckpt", tmp_path / "missing.ckpt", "--out", tmp_path / "o") == 1
     assert "missing.ckpt" in capsys.readouterr().err
-    assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", tmp_path / "o", "--batch-size", "0") == 2
+    assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", tmp_path / "o", "--batch-size", "0") == 1
     if not torch.cuda.is_available():
-        assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", tmp_path / "o", "--device", "cuda") == 2
+        assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", tmp_path / "o", "--device", "cuda") == 1
         assert "CUDA" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -276,7 +276,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before --out was checked")
 
-    monkeypatch.setattr("colorgan.colorize.load_generator", refuse)
+    monkeypatch.setattr("colorgan.apps.cli.load_generator", refuse)
 
 
 def test_cli_checks_out_before_loading_the_model(ckpt, tmp_path, capsys, monkeypatch):
@@ -285,12 +285,12 @@ def test_cli_checks_out_before_loading_the_model(ckpt, tmp_path, capsys, monkeyp
     a_file = tmp_path / "notes.txt"
     a_file.write_text("not a folder")
     for out, words in ((a_file, "is a file"), (a_file / "sub", "is a file")):
-        assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", out) == 2
+        assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", out) == 1
         err = capsys.readouterr().err
         assert str(out) in err and words in err and "Traceback" not in err, err
     locked = unwritable_folder(tmp_path)
     for out in (locked, locked / "new"):
-        assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", out) == 2
+        assert run_cli(tmp_path / "a.png", "--ckpt", ckpt, "--out", out) == 1
         err = capsys.readouterr().err
         assert str(out) in err and "cannot write" in err, err
     assert a_file.read_text() == "not a folder"
@@ -309,10 +309,10 @@ def test_cli_colorizes_a_jpeg_above_the_pixel_cap_at_reduced_scale(ckpt, tmp_pat
 @pytest.mark.slow
 def test_entry_points_and_module_run():
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts.get("colorgan-colorize") == "colorgan.colorize:main"
-    assert scripts.get("colorgan-export") == "colorgan.export:main"
+    assert scripts.get("colorgan-colorize") == "colorgan.apps.colorize:main"
+    assert scripts.get("colorgan-export") == "colorgan.apps.export:main"
     done = subprocess.run(
-        [sys.executable, "-m", "colorgan.colorize", "--help"],
+        [sys.executable, "-m", "colorgan.apps.colorize", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -324,7 +324,7 @@ def test_entry_points_and_module_run():
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_train_colorize_evaluate(make_cfg, tmp_path, capsys):
-    from colorgan.evaluation import evaluate  # imported here: the other tests do not need it
+    from colorgan.evaluate.evaluator import evaluate  # imported here: the other tests do not need it
 
     summary = train(make_cfg(train_overrides("cifar_pretrain", "trainer.max_epochs=1"), output_dir=tmp_path / "run"))
     trained = summary["last_checkpoint"]
@@ -355,7 +355,7 @@ def test_cli_never_writes_into_the_model_folder_it_reads(tmp_path, capsys, monke
     (model / "config.json").write_text('{"format": "colorgan-generator"}')
     no_model(monkeypatch)
     for out in (model, model / "colorized"):
-        assert run_cli(tmp_path / "a.png", "--ckpt", model, "--out", out) == 2
+        assert run_cli(tmp_path / "a.png", "--ckpt", model, "--out", out) == 1
         err = capsys.readouterr().err
         assert f"--out {out} is inside the model folder --ckpt {model}" in err, err
     assert [p.name for p in model.iterdir()] == ["config.json"]
@@ -376,7 +376,7 @@ class NaNOnBright(torch.nn.Module):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_prediction_that_is_not_finite_fails_naming_the_input_and_writes_nothing(tmp_path, capsys, monkeypatch, mode):
-    monkeypatch.setattr("colorgan.colorize.load_generator", lambda *a, **k: (NaNOnBright(), {"generator": {}}))
+    monkeypatch.setattr("colorgan.apps.cli.load_generator", lambda *a, **k: (NaNOnBright(), {"generator": {}}))
     src = tmp_path / "in"
     src.mkdir()
     Image.new("RGB", (40, 30), (250, 250, 250)).save(src / "bright.png")

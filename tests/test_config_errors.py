@@ -10,12 +10,12 @@ import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from colorgan.checkpoint import CheckpointError
-from colorgan.config_checks import ConfigError
 from colorgan.data import DataNotFoundError
-from colorgan.evaluation import evaluate
+from colorgan.evaluate.evaluator import evaluate
 from colorgan.models import build_generator
-from colorgan.run_folder import OutputNotWritableError
-from colorgan.training import train
+from colorgan.runs.folder import OutputNotWritableError
+from colorgan.train.build import train
+from colorgan.train.config_checks import ConfigError
 from tests.conftest import train_overrides
 
 SHORT = ["trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0"]

@@ -1,10 +1,10 @@
-"""python -m colorgan.curves: validation curves of run folders."""
+"""python -m colorgan.runs.curves: validation curves of run folders."""
 
 from __future__ import annotations
 
 from PIL import Image
 
-from colorgan.curves import main, read_epoch_metrics
+from colorgan.runs.curves import main, read_epoch_metrics
 
 
 def write_metrics(run, rows: list[dict[str, str]]) -> None:
@@ -32,12 +32,12 @@ def test_curves_read_one_value_per_epoch_and_plot_them(tmp_path):
 
 
 def test_a_folder_without_metrics_is_named(tmp_path, capsys):
-    assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "c.png")]) == 2
+    assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "c.png")]) == 1
     assert "nothing/csv/metrics.csv not found" in capsys.readouterr().err
 
 
 def test_a_grid_saved_as_jpg_is_a_jpeg(tmp_path):
-    from colorgan.io import save_image_atomic
+    from colorgan.files import save_image_atomic
 
     image = Image.new("RGB", (64, 32), "red")
     with Image.open(save_image_atomic(image, tmp_path / "grid.jpg")) as saved:
@@ -49,7 +49,7 @@ def test_a_grid_saved_as_jpg_is_a_jpeg(tmp_path):
 def test_grid_titles_fit_their_columns():
     from PIL import ImageDraw
 
-    from colorgan.visualize import fit_title
+    from colorgan.evaluate.sample_grid import fit_title
 
     draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
     assert fit_title(draw, "gray", 120) == "gray"

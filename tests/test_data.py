@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from colorgan.color import rgb_to_lab_normalized
-from colorgan.data.datamodule import CIFAR10DataModule, DeviceBatches
+from colorgan.data.cifar10_datamodule import CIFAR10DataModule
+from colorgan.data.device_batches import DeviceBatches
 
 
 def numbered_images(n: int) -> torch.Tensor:

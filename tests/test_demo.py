@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorgan import demo
+from colorgan.apps import demo
+from colorgan.apps.colorize import main as colorize_main
+from colorgan.apps.demo import colorize_upload, samples_colours
+from colorgan.apps.demo import main as demo_main
 from colorgan.checkpoint import load_generator
-from colorgan.colorize import main as colorize_main
 from colorgan.data import images as image_files
 from colorgan.data.images import BadImageError
-from colorgan.demo import colorize_upload, samples_colours
-from colorgan.demo import main as demo_main
 from tests.conftest import HANG_GUARD_S, ROOT
 from tests.test_colorize import TINY_UNET, photo, save_checkpoint
 
@@ -118,7 +118,7 @@ def test_command_refuses_a_file_that_is_no_checkpoint(tmp_path, capsys):
         pytest.skip(NO_DEMO_EXTRA)
     notes = tmp_path / "notes.ckpt"
     notes.write_text("not a checkpoint\n")
-    assert demo_main(["--ckpt", str(notes)]) == 2
+    assert demo_main(["--ckpt", str(notes)]) == 1
     assert f"colorgan-demo: {notes} is not a checkpoint" in capsys.readouterr().err
 
 
@@ -139,7 +139,7 @@ def demo_url(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     folder = tmp_path_factory.mktemp("demo")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GRADIO_TEMP_DIR": str(folder / "gradio")}
-    command = [sys.executable, "-m", "colorgan.demo", "--ckpt", str(ckpt), "--port", str(port), "--device", "cpu"]
+    command = [sys.executable, "-m", "colorgan.apps.demo", "--ckpt", str(ckpt), "--port", str(port), "--device", "cpu"]
     with open(folder / "demo.log", "w") as log:
         server = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -216,7 +216,7 @@ def test_command_names_a_damaged_model_folder(tmp_path, capsys):
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text('{"format": "colorgan-generator", "generator": ["unet"]}')
-    assert demo_main(["--ckpt", str(folder)]) == 2
+    assert demo_main(["--ckpt", str(folder)]) == 1
     err = capsys.readouterr().err
     assert f"colorgan-demo: {folder / 'config.json'}: " in err and '"generator" is not an object' in err, err
 
@@ -278,7 +278,7 @@ def test_the_command_gives_the_page_its_cap(ckpt, monkeypatch, args, expected):
     ],
 )
 def test_the_command_refuses_caps_and_sizes_out_of_range(ckpt, capsys, args, words):
-    assert demo_main(["--ckpt", str(ckpt), *args]) == 2
+    assert demo_main(["--ckpt", str(ckpt), *args]) == 1
     assert f"colorgan-demo: {words}" in capsys.readouterr().err
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from colorgan.training import build
+from colorgan.train.build import build
 from tests.cli import run_script
 from tests.conftest import train_overrides
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from colorgan.checkpoint import load_checkpoint, load_generator
-from colorgan.ema import GeneratorEMA
-from colorgan.training import build
+from colorgan.train.build import build
+from colorgan.train.ema import GeneratorEMA
 from tests.conftest import train_overrides
 
 

@@ -17,10 +17,10 @@ from PIL import Image
 from colorgan.data import FolderDataModule
 from colorgan.data.cifar10 import CLASS_NAMES as CIFAR10_CLASSES
 from colorgan.data.cifar10 import load_cifar10_split
-from colorgan.evaluation import evaluate
-from colorgan.io import WeightsUnavailable
-from colorgan.probe import ProbeError, predict, save_probe, train_probe
-from colorgan.training import train
+from colorgan.evaluate.evaluator import evaluate
+from colorgan.evaluate.probe import ProbeError, predict, save_probe, train_probe
+from colorgan.train.build import train
+from colorgan.weights import WeightsUnavailable
 from tests.cli import output, run_script
 from tests.conftest import CONF, train_overrides
 from tests.test_colorize import save_checkpoint
@@ -94,7 +94,7 @@ def test_missing_weights_are_skipped_with_the_reason(run_eval, data_dir):
     assert set(skipped) == {"fid", "lpips", "probe"}
     assert "eval.fid_weights" in skipped["fid"] and "weights-inception" in skipped["fid"]
     assert "eval.lpips_weights" in skipped["lpips"] and "alexnet" in skipped["lpips"]
-    assert "python -m colorgan.probe train" in skipped["probe"] and str(data_dir) in skipped["probe"]
+    assert "python -m colorgan.evaluate.probe train" in skipped["probe"] and str(data_dir) in skipped["probe"]
     text = (out / "report.md").read_text()
     for reason in skipped.values():
         assert reason in text
@@ -137,7 +137,7 @@ def test_probe_accuracy_and_fid_probe_for_truth_gray_and_models(run_eval, probe_
     accuracy = report["probe"]["accuracy"]
     assert set(accuracy) == {"truth", "gray", "run/last"}
     images, labels = load_cifar10_split(data_dir, "test")
-    from colorgan.probe import load_probe
+    from colorgan.evaluate.probe import load_probe
 
     net, _ = load_probe(probe_file)
     assert accuracy["truth"] == pytest.approx((predict(net, images) == labels).float().mean().item())
@@ -273,7 +273,7 @@ def test_a_classification_model_is_scored_at_each_temperature(run_eval, tmp_path
 
 
 def test_samples_out_never_replaces_a_checkpoint_or_lands_among_inputs(data_dir, tmp_path, monkeypatch):
-    from colorgan.places import OutputPlaceError
+    from colorgan.output_checks import OutputPlaceError
     from tests.test_colorize import save_checkpoint
     from tests.test_inference import TINY_UNET
 
@@ -286,8 +286,8 @@ def test_samples_out_never_replaces_a_checkpoint_or_lands_among_inputs(data_dir,
     def refuse(*args, **kwargs):
         raise AssertionError("evaluation started before eval.samples_out was checked")
 
-    monkeypatch.setattr("colorgan.evaluation.load_generator", refuse)
-    monkeypatch.setattr("colorgan.evaluation.build_trainer", refuse)
+    monkeypatch.setattr("colorgan.evaluate.evaluator.load_generator", refuse)
+    monkeypatch.setattr("colorgan.evaluate.evaluator.build_trainer", refuse)
     photos = data_dir / "photos256"
     cases = [
         ([], ckpt, "is the ckpt_path"),
@@ -305,7 +305,7 @@ def test_samples_out_never_replaces_a_checkpoint_or_lands_among_inputs(data_dir,
 
 
 def test_the_probe_gap_is_the_share_of_the_gray_to_truth_gap_and_absent_without_one():
-    from colorgan.evaluation import add_probe_gap
+    from colorgan.evaluate.evaluator import add_probe_gap
 
     models = {"gray": {"probe_accuracy": 0.70}, "a": {"probe_accuracy": 0.75}, "b": {"probe_accuracy": 0.65}}
     add_probe_gap(models, 0.90)

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorgan import evaluation, run_folder
-from colorgan.config_checks import ConfigError
 from colorgan.data.cifar10 import DataNotFoundError
-from colorgan.evaluation import EvaluationModule, checkpoint_labels, evaluate
-from colorgan.launch import run_task
-from colorgan.run_folder import OutputNotWritableError
-from colorgan.training import train
+from colorgan.evaluate import evaluator as evaluation
+from colorgan.evaluate.evaluator import EvaluationModule, checkpoint_labels, evaluate
+from colorgan.runs import folder as run_folder
+from colorgan.runs.folder import OutputNotWritableError
+from colorgan.runs.launch import run_task
+from colorgan.train.build import train
+from colorgan.train.config_checks import ConfigError
 from tests.conftest import smooth_images, train_overrides
 from tests.test_evaluate import compose_cfg
 
@@ -159,5 +160,5 @@ def test_a_failed_samples_out_after_scoring_keeps_the_new_run_folder(
     with pytest.raises(SystemExit) as exit_info:
         run_task(evaluate, cfg)
     assert exit_info.value.code == 1
-    assert "Error: eval.samples_out=" in capsys.readouterr().err
+    assert "error: eval.samples_out=" in capsys.readouterr().err
     assert (out / "metrics.json").is_file() and (out / "report.md").is_file()

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
+from colorgan.apps.export import ExportError, build_parser, export_generator, main, verify
 from colorgan.checkpoint import load_generator
-from colorgan.export import ExportError, build_parser, export_generator, main, verify
 from colorgan.models import build_generator
-from colorgan.module import ColorizationModule
+from colorgan.train.module import ColorizationModule
 from tests.places import unwritable_folder
 
 GENERATORS = {
@@ -131,9 +131,9 @@ def test_verification_catches_a_model_that_does_not_match(tmp_path):
         verify(second.eval(), out, "torchscript", 32)
 
 
-def test_failures_leave_no_file_and_exit_2(tmp_path, capsys):
+def test_failures_leave_no_file_and_exit_1(tmp_path, capsys):
     out = tmp_path / "model.onnx"
-    assert main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
+    assert main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 1
     assert "missing.ckpt" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(SystemExit):
@@ -164,15 +164,15 @@ def test_out_is_checked_before_the_export_work(tmp_path, capsys, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the checkpoint was loaded before --out was checked")
 
-    monkeypatch.setattr("colorgan.export.load_generator", refuse)
+    monkeypatch.setattr("colorgan.apps.export.load_generator", refuse)
     folder = tmp_path / "deploy"
     folder.mkdir()
-    assert main(["--ckpt", str(tmp_path / "model.ckpt"), "--out", str(folder)]) == 2
+    assert main(["--ckpt", str(tmp_path / "model.ckpt"), "--out", str(folder)]) == 1
     err = capsys.readouterr().err
     assert f"{folder} is a folder" in err and str(folder / "model.onnx") in err, err
     locked = unwritable_folder(tmp_path)
     for out in (locked / "model.onnx", locked / "new" / "model.onnx"):
-        assert main(["--ckpt", str(tmp_path / "model.ckpt"), "--out", str(out)]) == 2
+        assert main(["--ckpt", str(tmp_path / "model.ckpt"), "--out", str(out)]) == 1
         err = capsys.readouterr().err
         assert str(out) in err and "cannot write" in err, err
 
@@ -190,8 +190,8 @@ def test_out_never_replaces_the_checkpoint_a_runs_checkpoints_or_a_models_files(
     def refuse(*args, **kwargs):
         raise AssertionError("the checkpoint was read before --out was checked")
 
-    monkeypatch.setattr("colorgan.export.load_generator", refuse)
-    monkeypatch.setattr("colorgan.export.read_generator_source", refuse)
+    monkeypatch.setattr("colorgan.apps.export.load_generator", refuse)
+    monkeypatch.setattr("colorgan.apps.export.read_generator_source", refuse)
     cases = [
         (ckpt, "compact", ckpt, "is the --ckpt"),
         (ckpt, "compact", earlier, "existing checkpoint"),

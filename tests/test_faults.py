@@ -22,10 +22,10 @@ from colorgan.checkpoint import AtomicCheckpointIO, load_checkpoint
 from colorgan.data import DataNotFoundError, FolderDataModule
 from colorgan.data.datasets import WORKER_SIGTERM_GRACE_S
 from colorgan.data.images import BadImageError
-from colorgan.evaluation import evaluate
+from colorgan.evaluate.evaluator import evaluate
 from colorgan.models import build_generator
-from colorgan.module import NonFiniteLossError
-from colorgan.training import NoStepTakenError, build, train
+from colorgan.train.build import NoStepTakenError, build, train
+from colorgan.train.module import NonFiniteLossError
 from tests.conftest import HANG_GUARD_S, ROOT, train_overrides
 from tests.messy import UNREADABLE, gradient, write_unreadable
 

@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from colorgan.config_checks import ConfigError
-from colorgan.launch import check_launch, run_task
+from colorgan.runs.launch import check_launch, run_task
+from colorgan.train.config_checks import ConfigError
 from tests.conftest import train_overrides
 
 
@@ -45,7 +45,7 @@ def test_task_wrapper_finishes_wandb_and_reraises_in_a_single_run(make_cfg, monk
 def test_ddp_that_reruns_the_script_is_refused_inside_a_multirun(make_cfg, monkeypatch):
     for var in ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "LSB_JOBID"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr("colorgan.launch.hydra_job", lambda: {"multirun": True})
+    monkeypatch.setattr("colorgan.runs.launch.hydra_job", lambda: {"multirun": True})
     with pytest.raises(ConfigError, match="start_method=spawn"):
         check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim")))
     check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim", "trainer.strategy.start_method=spawn")))
@@ -54,6 +54,6 @@ def test_ddp_that_reruns_the_script_is_refused_inside_a_multirun(make_cfg, monke
     monkeypatch.setenv("SLURM_NTASKS", "2")
     monkeypatch.setenv("SLURM_JOB_NAME", "colorgan")
     check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim")))
-    monkeypatch.setattr("colorgan.launch.hydra_job", lambda: {"multirun": False})
+    monkeypatch.setattr("colorgan.runs.launch.hydra_job", lambda: {"multirun": False})
     monkeypatch.delenv("SLURM_NTASKS")
     check_launch(make_cfg(train_overrides("cifar_gan", "trainer=ddp_sim")))  # a single run may re-run itself

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from colorgan.color import rgb_to_lab_normalized
-from colorgan.training import build
+from colorgan.train.build import build
 from tests.conftest import ROOT, smooth_images
 
 SHARED_CIFAR = Path(os.environ.get("COLORGAN_DATA_DIR", ROOT.parent / "shared" / "data")) / "cifar10"

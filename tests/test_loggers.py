@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from colorgan.config_checks import ConfigError
-from colorgan.launch import run_task
-from colorgan.loggers import resolve_wandb_mode
-from colorgan.training import train
+from colorgan.runs.launch import run_task
+from colorgan.runs.loggers import resolve_wandb_mode
+from colorgan.train.build import train
+from colorgan.train.config_checks import ConfigError
 from tests.conftest import HANG_GUARD_S, train_overrides
 from tests.wandb_offline import read_offline_run
 

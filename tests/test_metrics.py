@@ -11,10 +11,9 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image.fid import _compute_fid
 
 from colorgan.color import rgb_to_lab_normalized
-from colorgan.evaluation import GrayBaseline
-from colorgan.fid import FeatureStats, frechet_distance, frechet_distance_stats
-from colorgan.io import WeightsUnavailable
-from colorgan.metrics import (
+from colorgan.evaluate.evaluator import GrayBaseline
+from colorgan.evaluate.fid import FeatureStats, frechet_distance, frechet_distance_stats
+from colorgan.evaluate.metrics import (
     Rendered,
     build_lpips,
     ciede2000,
@@ -25,7 +24,8 @@ from colorgan.metrics import (
     psnr_uint8,
     ssim_uint8,
 )
-from colorgan.probe import gray_version
+from colorgan.evaluate.probe import gray_version
+from colorgan.weights import WeightsUnavailable
 
 
 def random_lab(n: int, seed: int) -> torch.Tensor:

@@ -14,9 +14,9 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from colorgan import checkpoint as checkpoint_module
+from colorgan.apps.colorize import main as colorize
+from colorgan.apps.export import main as export
 from colorgan.checkpoint import CheckpointError, load_generator
-from colorgan.colorize import main as colorize
-from colorgan.export import main as export
 from colorgan.model_folder import ModelFolderError, save_model_folder
 from tests.test_colorize import save_checkpoint
 from tests.test_inference import TINY_UNET
@@ -77,7 +77,7 @@ def test_an_existing_folder_that_is_not_a_model_is_never_replaced(ckpt, tmp_path
     keep = tmp_path / "photos"
     keep.mkdir()
     (keep / "holiday.jpg").write_bytes(b"precious")
-    assert export(["--ckpt", str(ckpt), "--format", "folder", "--out", str(keep)]) == 2
+    assert export(["--ckpt", str(ckpt), "--format", "folder", "--out", str(keep)]) == 1
     assert "is not a colorgan model folder" in capsys.readouterr().err
     assert (keep / "holiday.jpg").read_bytes() == b"precious"
     generator, hparams = load_generator(ckpt)
@@ -95,7 +95,7 @@ def test_a_damaged_folder_is_named(ckpt, tmp_path):
 
 
 def test_the_weight_average_is_exported_unless_raw_weights(tmp_path):
-    from colorgan.module import ColorizationModule
+    from colorgan.train.module import ColorizationModule
 
     torch.manual_seed(0)
     module = ColorizationModule(generator=TINY_UNET, lambda_gan=0.0, ema_decay=0.9)
@@ -131,7 +131,7 @@ def test_a_folder_holding_someone_elses_config_json_is_never_replaced(ckpt, tmp_
     (other / "config.json").write_text('{"model_type": "bert", "hidden_size": 768}')
     (other / "pytorch_model.bin").write_bytes(b"someone else's weights")
     before = {p.name: p.read_bytes() for p in other.iterdir()}
-    assert export_folder(ckpt, other) == 2
+    assert export_folder(ckpt, other) == 1
     err = capsys.readouterr().err
     assert str(other / "config.json") in err and "colorgan did not write" in err, err
     assert {p.name: p.read_bytes() for p in other.iterdir()} == before
@@ -201,7 +201,7 @@ def test_non_finite_weights_are_refused_at_load_naming_the_file_and_tensor(ckpt,
         load_generator(folder)
     src = photo(tmp_path / "in.png")
     for source in (bad, folder):
-        assert colorize([str(src), "--ckpt", str(source), "--out", str(tmp_path / "out")]) == 2
+        assert colorize([str(src), "--ckpt", str(source), "--out", str(tmp_path / "out")]) == 1
         assert "NaN or Inf" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -268,7 +268,7 @@ def test_every_damaged_config_is_one_line_naming_the_file(ckpt, tmp_path, capsys
     config, words = DAMAGED_CONFIGS[case]
     folder = folder_with(ckpt, tmp_path, **({"generator": config} if isinstance(config, dict) else {"config": config}))
     src = photo(tmp_path / "in.png")
-    assert colorize([str(src), "--ckpt", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert colorize([str(src), "--ckpt", str(folder), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert str(folder / "config.json") in err and words in err, err
     assert len(err.strip().splitlines()) == 1 and len(err) < 600, err
@@ -278,7 +278,7 @@ def test_a_model_folder_without_its_config_is_named(ckpt, tmp_path, capsys):
     folder = folder_with(ckpt, tmp_path)
     (folder / "config.json").unlink()
     src = photo(tmp_path / "in.png")
-    assert colorize([str(src), "--ckpt", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert colorize([str(src), "--ckpt", str(folder), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert f"{folder} holds model.safetensors but no config.json" in err and "colorgan-export" in err, err
 
@@ -300,9 +300,9 @@ def test_export_names_a_metrics_or_samples_file_it_cannot_use_before_any_work(
     def refuse(*args, **kwargs):
         raise AssertionError("the checkpoint was read before the options were checked")
 
-    monkeypatch.setattr("colorgan.export.read_generator_source", refuse)
+    monkeypatch.setattr("colorgan.apps.export.read_generator_source", refuse)
     out = tmp_path / "model"
-    assert export_folder(ckpt, out, option, given) == 2
+    assert export_folder(ckpt, out, option, given) == 1
     err = capsys.readouterr().err
     assert f"{option} {given}" in err and words in err and "Traceback" not in err, err
     assert not out.exists()

@@ -8,9 +8,9 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from colorgan.losses import GANLoss
-from colorgan.module import ColorizationModule, LinearDecay
-from colorgan.training import build
+from colorgan.train.build import build
+from colorgan.train.losses import GANLoss
+from colorgan.train.module import ColorizationModule, LinearDecay
 from tests.conftest import train_overrides
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from colorgan.colorize import OUTPUT_MARK
+from colorgan.apps.colorize import OUTPUT_MARK
 from colorgan.data.cifar10 import DataNotFoundError
-from colorgan.data.datamodule import FolderDataModule
+from colorgan.data.folder import FolderDataModule
 from colorgan.data.outputs import COLORIZE_MARK, MODEL_FORMAT
 from colorgan.data.prepare import prepare
 from colorgan.model_folder import FORMAT
-from colorgan.run_folder import LOCK_FILE
+from colorgan.runs.folder import LOCK_FILE
 from tests.conftest import smooth_images
 
 

@@ -12,9 +12,9 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.precision import MixedPrecision
 
-from colorgan import runtime
+from colorgan import precision
 from colorgan.color import lab_normalized_to_rgb, rgb_to_lab_normalized
-from colorgan.training import build
+from colorgan.train.build import build
 from tests.conftest import train_overrides
 
 FEW_STEPS = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "callbacks=none"]
@@ -112,7 +112,7 @@ def test_16_mixed_clips_unscaled_gradients(make_cfg, tmp_path):
 
 
 def cpu_has_native_bf16(cpuinfo) -> bool:
-    return any(flag in runtime.read_cpuinfo(cpuinfo)[1] for flag in runtime.NATIVE_BF16_FLAGS)
+    return any(flag in precision.read_cpuinfo(cpuinfo)[1] for flag in precision.NATIVE_BF16_FLAGS)
 
 
 def test_cpu_bf16_detection_reads_the_cpu_flags(tmp_path):
@@ -161,7 +161,7 @@ def never(names: list[str]) -> dict[str, float]:
 )
 def test_auto_follows_the_measured_timings(tmp_path, caplog, fp32, bf16, expected):
     timer = FakeTimer(fp32, bf16)
-    choice = runtime.choose_cpu_precision(
+    choice = precision.choose_cpu_precision(
         timer=timer, cpuinfo=cpuinfo_file(tmp_path, BF16_CPU.format(model="A", extra="")), cache=tmp_path / "c.json"
     )
     assert choice.precision == expected and choice.source == "measured"
@@ -172,8 +172,8 @@ def test_auto_follows_the_measured_timings(tmp_path, caplog, fp32, bf16, expecte
 def test_the_cache_is_used_the_second_time_and_keyed_by_machine(tmp_path, monkeypatch):
     cache = tmp_path / "cache" / "precision.json"
     amd = cpuinfo_file(tmp_path, BF16_CPU.format(model="A", extra=""), "a")
-    first = runtime.choose_cpu_precision(timer=FakeTimer(0.05, 0.03), cpuinfo=amd, cache=cache)
-    again = runtime.choose_cpu_precision(timer=never, cpuinfo=amd, cache=cache)
+    first = precision.choose_cpu_precision(timer=FakeTimer(0.05, 0.03), cpuinfo=amd, cache=cache)
+    again = precision.choose_cpu_precision(timer=never, cpuinfo=amd, cache=cache)
     assert (first.source, again.source) == ("measured", "cache")
     assert again.precision == first.precision == "bf16-mixed" and again.seconds == first.seconds
     assert again.key == first.key and "Test CPU A" in first.key and torch.__version__ in first.key
@@ -182,20 +182,20 @@ def test_the_cache_is_used_the_second_time_and_keyed_by_machine(tmp_path, monkey
     other_flags = cpuinfo_file(tmp_path, BF16_CPU.format(model="A", extra="amx_tile"), "c")
     for cpuinfo in (other_model, other_flags):  # another machine: measured for itself
         timer = FakeTimer(0.03, 0.05)
-        assert runtime.choose_cpu_precision(timer=timer, cpuinfo=cpuinfo, cache=cache).precision == "32-true"
+        assert precision.choose_cpu_precision(timer=timer, cpuinfo=cpuinfo, cache=cache).precision == "32-true"
         assert len(timer.calls) == 1
-    assert runtime.choose_cpu_precision(timer=never, cpuinfo=amd, cache=cache).precision == "bf16-mixed"
+    assert precision.choose_cpu_precision(timer=never, cpuinfo=amd, cache=cache).precision == "bf16-mixed"
 
-    monkeypatch.setenv(runtime.REMEASURE_ENV, "1")  # forced: measured again, the cache updated
-    assert runtime.choose_cpu_precision(timer=FakeTimer(0.03, 0.05), cpuinfo=amd, cache=cache).source == "measured"
-    monkeypatch.delenv(runtime.REMEASURE_ENV)
-    assert runtime.choose_cpu_precision(timer=never, cpuinfo=amd, cache=cache).precision == "32-true"
+    monkeypatch.setenv(precision.REMEASURE_ENV, "1")  # forced: measured again, the cache updated
+    assert precision.choose_cpu_precision(timer=FakeTimer(0.03, 0.05), cpuinfo=amd, cache=cache).source == "measured"
+    monkeypatch.delenv(precision.REMEASURE_ENV)
+    assert precision.choose_cpu_precision(timer=never, cpuinfo=amd, cache=cache).precision == "32-true"
 
 
 def test_no_native_bf16_means_fp32_without_measuring(tmp_path):
     cache = tmp_path / "precision.json"
     for cpuinfo in (cpuinfo_file(tmp_path, NO_BF16_CPU), tmp_path / "no_such_file"):
-        choice = runtime.choose_cpu_precision(timer=never, cpuinfo=cpuinfo, cache=cache)
+        choice = precision.choose_cpu_precision(timer=never, cpuinfo=cpuinfo, cache=cache)
         assert choice.precision == "32-true" and choice.source == "no native bf16" and not choice.seconds
     assert not cache.exists()
 
@@ -206,31 +206,31 @@ def test_an_unwritable_cache_only_skips_caching(tmp_path):
     cpuinfo = cpuinfo_file(tmp_path, BF16_CPU.format(model="A", extra=""))
     for _ in range(2):
         timer = FakeTimer(0.05, 0.03)
-        assert runtime.choose_cpu_precision(timer=timer, cpuinfo=cpuinfo, cache=cache).precision == "bf16-mixed"
+        assert precision.choose_cpu_precision(timer=timer, cpuinfo=cpuinfo, cache=cache).precision == "bf16-mixed"
         assert len(timer.calls) == 1
 
 
 def test_precisions_are_compared_in_the_models_memory_format(tmp_path):
     seconds = {"fp32": 0.050, "channels_last": 0.030, "bf16-mixed": 0.040, "bf16-mixed+channels_last": 0.035}
-    assert runtime.decide(seconds, channels_last=False)[0] == "bf16-mixed"  # 1.25x in NCHW
-    assert runtime.decide(seconds, channels_last=True)[0] == "32-true"  # slower in channels_last
-    assert runtime.decide(seconds, channels_last=None)[0] == "32-true"  # best against best
+    assert precision.decide(seconds, channels_last=False)[0] == "bf16-mixed"  # 1.25x in NCHW
+    assert precision.decide(seconds, channels_last=True)[0] == "32-true"  # slower in channels_last
+    assert precision.decide(seconds, channels_last=None)[0] == "32-true"  # best against best
 
 
 def test_the_micro_benchmark_times_every_candidate():
-    names = [name for name, _, _ in runtime.CANDIDATES]
-    seconds = runtime.time_candidates(names, rounds=1, batch=1, side=8)
+    names = [name for name, _, _ in precision.CANDIDATES]
+    seconds = precision.time_candidates(names, rounds=1, batch=1, side=8)
     assert set(seconds) == set(names) and all(0 < s < math.inf for s in seconds.values())  # any speed: a busy CPU
 
 
 @pytest.mark.parametrize(("fp32", "bf16", "expected"), [(0.05, 0.03, "bf16-mixed"), (0.03, 0.05, "32-true")])
 def test_training_takes_what_auto_measured_and_logs_why(monkeypatch, make_cfg, tmp_path, caplog, fp32, bf16, expected):
     monkeypatch.setenv("COLORGAN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(runtime, "read_cpuinfo", lambda cpuinfo=None: ("Test CPU", frozenset({"avx512_bf16"})))
-    monkeypatch.setattr(runtime, "time_candidates", FakeTimer(fp32, bf16))
-    caplog.set_level(logging.INFO, logger="colorgan.runtime")
-    assert runtime.resolve_precision("auto", "cpu") == expected
-    assert runtime.resolve_precision("32-true", "cpu") == "32-true"  # an explicit choice is kept
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda cpuinfo=None: ("Test CPU", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(precision, "time_candidates", FakeTimer(fp32, bf16))
+    caplog.set_level(logging.INFO, logger="colorgan.precision")
+    assert precision.resolve_precision("auto", "cpu") == expected
+    assert precision.resolve_precision("32-true", "cpu") == "32-true"  # an explicit choice is kept
     _, _, trainer = build(make_cfg(train_overrides("cifar_pretrain", "trainer.precision=auto", *FEW_STEPS)))
     assert trainer.precision_plugin.precision == expected
     logged = [r.getMessage() for r in caplog.records if "trainer.precision=auto" in r.getMessage()]
@@ -241,5 +241,5 @@ def test_the_micro_benchmark_leaves_the_seeded_rng_alone():
     torch.manual_seed(3)
     expected = torch.rand(4)
     torch.manual_seed(3)
-    runtime.time_candidates(["fp32"], rounds=1, batch=1, side=8)
+    precision.time_candidates(["fp32"], rounds=1, batch=1, side=8)
     assert torch.equal(torch.rand(4), expected)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from colorgan.data.cifar10 import CLASS_NAMES
-from colorgan.probe import (
+from colorgan.evaluate.probe import (
     ProbeError,
     ProbeNet,
     accuracy,
@@ -125,7 +125,7 @@ def test_an_unwritable_destination_fails_before_training(make_cfg, tmp_path):
 def test_command_line_needs_the_train_subcommand(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([])
-    assert exit_info.value.code == 2 and "python -m colorgan.probe train" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "python -m colorgan.evaluate.probe train" in capsys.readouterr().err
 
 
 def test_a_gpu_that_is_not_there_is_named_before_training(make_cfg, tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from colorgan.checkpoint import CheckpointError, load_checkpoint
-from colorgan.training import build, train
+from colorgan.train.build import build, train
 from tests.cli import csv_rows, files_of, output, run_script
 from tests.conftest import HANG_GUARD_S, ROOT, train_overrides
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from colorgan.run_folder import LOCK_FILE, RunFolderBusyError, lock_run_folder, release_run_folder
+from colorgan.runs.folder import LOCK_FILE, RunFolderBusyError, lock_run_folder, release_run_folder
 from tests.cli import files_of, output, run_script
 from tests.conftest import ROOT, train_overrides
 
@@ -89,7 +89,7 @@ def test_a_lock_left_by_a_killed_process_blocks_nobody(tmp_path):
 HOLD_AND_WAIT = """
 import sys
 from pathlib import Path
-from colorgan.run_folder import lock_run_folder
+from colorgan.runs.folder import lock_run_folder
 lock_run_folder(Path(sys.argv[1]))
 print("locked", flush=True)
 sys.stdin.read()  # until killed

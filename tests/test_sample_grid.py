@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from colorgan.training import train
+from colorgan.train.build import train
 from tests.conftest import train_overrides
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from colorgan.callbacks import GuardedModelCheckpoint
 from colorgan.data.cifar10 import CLASS_NAMES as CIFAR10_CLASSES
 from colorgan.data.cifar10 import load_cifar10_split
-from colorgan.probe import ProbeError, save_probe, train_probe
-from colorgan.training import build
+from colorgan.evaluate.probe import ProbeError, save_probe, train_probe
+from colorgan.train.build import build
+from colorgan.train.callbacks import GuardedModelCheckpoint
 from tests.conftest import train_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -73,7 +73,7 @@ def test_fid_probe_is_the_realism_score_when_the_probe_is_there(make_cfg, tmp_pa
 
 
 def test_asking_for_fid_probe_without_the_probe_names_the_key(make_cfg, tmp_path):
-    with pytest.raises(ProbeError, match=r"model.realism_probe=.*python -m colorgan.probe train"):
+    with pytest.raises(ProbeError, match=r"model.realism_probe=.*python -m colorgan.evaluate.probe train"):
         fit_gan(make_cfg, tmp_path, "model.realism_metric=fid_probe", f"model.realism_probe={tmp_path}/none.pt")
 
 

@@ -15,13 +15,13 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from colorgan.data.cifar10 import DataNotFoundError
-from colorgan.data.datamodule import FolderDataModule
 from colorgan.data.datasets import resize_shorter_side
+from colorgan.data.folder import FolderDataModule
 from colorgan.data.images import load_rgb
 from colorgan.data.prepare import main as prepare_main
 from colorgan.data.prepare import prepare
 from colorgan.data.shards import ShardItem, ShardsDataModule, crop_photo, decode_batch, jpeg_tensor
-from colorgan.training import build
+from colorgan.train.build import build
 from tests.cli import run_script
 from tests.conftest import TINY_MODEL, smooth_images
 

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file
 
-from colorgan.colorize import main as colorize
-from colorgan.demo import build_parser as demo_parser
-from colorgan.evaluation import evaluate
+from colorgan.apps.colorize import main as colorize
+from colorgan.apps.demo import build_parser as demo_parser
+from colorgan.evaluate.evaluator import evaluate
 from colorgan.model_folder import SHIPPED_DIR, shipped_models
 from tests.test_evaluate import compose_cfg
 

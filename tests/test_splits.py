@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from colorgan.data import CIFAR10DataModule, DataNotFoundError, FolderDataModule
-from colorgan.data import datamodule as datamodule_module
+from colorgan.data import folder as folder_module
 
 
 def write_photos(folder: Path, n: int, start: int = 0) -> list[Path]:
@@ -86,8 +86,8 @@ def test_split_is_stable_across_runs_listing_order_and_new_files(tmp_path, monke
     first = named()
     assert named() == first  # a second run
     with monkeypatch.context() as m:  # the file system lists in another order
-        real = datamodule_module.find_photos
-        m.setattr(datamodule_module, "find_photos", lambda folder: (list(reversed(real(folder)[0])), {}))
+        real = folder_module.find_photos
+        m.setattr(folder_module, "find_photos", lambda folder: (list(reversed(real(folder)[0])), {}))
         assert named() == first
     assert named(seed=1)["test"] != first["test"]  # the seed matters
 

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from colorgan.sweep import SweepSummary, collect_jobs, summarize_sweep, varied_keys
+from colorgan.runs.sweep import SweepSummary, collect_jobs, summarize_sweep, varied_keys
 from tests.conftest import CONF, HANG_GUARD_S, ROOT, train_overrides
 from tests.wandb_offline import read_offline_run
 

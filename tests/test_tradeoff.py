@@ -6,7 +6,7 @@ import json
 
 from PIL import Image
 
-from colorgan.tradeoff import main, read_points
+from colorgan.evaluate.tradeoff import main, read_points
 
 
 def report(path, models):
@@ -32,6 +32,6 @@ def test_temperature_rows_become_one_curve_and_the_figure_is_drawn(tmp_path):
 
 
 def test_a_missing_report_is_named(tmp_path, capsys):
-    assert main([str(tmp_path / "nope.json"), "--out", str(tmp_path / "x.png")]) == 2
+    assert main([str(tmp_path / "nope.json"), "--out", str(tmp_path / "x.png")]) == 1
     assert "nope.json" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()

@@ -10,7 +10,7 @@ from lightning.pytorch import Callback
 from omegaconf import OmegaConf
 
 from colorgan.checkpoint import CheckpointError, load_checkpoint, load_generator
-from colorgan.training import build, train
+from colorgan.train.build import build, train
 from tests.conftest import CONF, train_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

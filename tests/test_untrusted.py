@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from colorgan.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint, load_generator
-from colorgan.evaluation import evaluate
-from colorgan.io import WeightsUnavailable, load_state_dict_file
+from colorgan.evaluate.evaluator import evaluate
+from colorgan.evaluate.probe import ProbeError, load_probe
 from colorgan.models import build_generator
 from colorgan.models.resnet_unet import PretrainedWeightsUnavailable, load_imagenet_resnet18_state
-from colorgan.probe import ProbeError, load_probe
-from colorgan.training import build, train
+from colorgan.train.build import build, train
+from colorgan.weights import WeightsUnavailable, load_state_dict_file
 from tests.conftest import train_overrides
 
 GENERATOR = {"name": "unet", "image_size": 32, "ngf": 8, "norm": "batch", "dropout": 0.5, "depth": None}

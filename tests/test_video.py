@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from colorgan.colorize import main
+from colorgan.apps.colorize import main
+from colorgan.apps.video import TemporalSmoothing, VideoError, colorize_video, pan_zoom_clip
 from colorgan.inference import colorize_images
 from colorgan.models import build_generator
-from colorgan.video import TemporalSmoothing, VideoError, colorize_video, pan_zoom_clip
 from tests.test_colorize import save_checkpoint
 
 av = pytest.importorskip("av")

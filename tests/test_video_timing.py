@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from colorgan.apps.video import VideoError, colorize_video, pan_zoom_clip, timed_frames
 from colorgan.models import build_generator
-from colorgan.video import VideoError, colorize_video, pan_zoom_clip, timed_frames
 
 av = pytest.importorskip("av")
 pytestmark = pytest.mark.usefixtures("one_thread")

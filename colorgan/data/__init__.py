@@ -1,7 +1,9 @@
 """Data sets and data modules; every data set yields uint8 RGB."""
 
 from colorgan.data.cifar10 import DataNotFoundError
-from colorgan.data.datamodule import CIFAR10DataModule, ColorizationDataModule, FolderDataModule
+from colorgan.data.cifar10_datamodule import CIFAR10DataModule
+from colorgan.data.datamodule import ColorizationDataModule
+from colorgan.data.folder import FolderDataModule
 from colorgan.data.imagenette import ImagenetteDataModule
 from colorgan.data.images import BadImageError, load_image, load_rgb
 

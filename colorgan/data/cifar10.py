@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colorgan.io import replacing
+from colorgan.errors import ColorganError
+from colorgan.files import replacing
 
 SPLITS = ("train", "test")
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(ColorganError, FileNotFoundError):
     """The data set is not on disk and could not be fetched; the message says how to fix it."""
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from colorgan.data.cifar10 import DataNotFoundError, download_or_explain
-from colorgan.data.datamodule import FolderDataModule
+from colorgan.data.folder import FolderDataModule
 
 # The folder each torchvision archive extracts to under its root (torchvision names it after the archive).
 EXTRACTED_FOLDERS = {"full": "imagenette2", "320px": "imagenette2-320", "160px": "imagenette2-160"}

@@ -10,7 +10,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from colorgan.io import is_temp_file
+from colorgan.errors import ColorganError
+from colorgan.files import is_temp_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
@@ -35,7 +36,7 @@ _TRANSPOSE_FOR_ORIENTATION = {
 }
 
 
-class BadImageError(ValueError):
+class BadImageError(ColorganError, ValueError):
     """A file that cannot be decoded as an image; carries the path for the message."""
 
     def __init__(self, path: str | Path, reason: str) -> None:

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from colorgan.data.cifar10 import DataNotFoundError
-from colorgan.data.datamodule import FolderDataModule
 from colorgan.data.datasets import resize_shorter_side
+from colorgan.data.folder import FolderDataModule
 from colorgan.data.images import BadImageError, load_image, load_rgb
 from colorgan.data.shards import PREPARED_FILE, SPLITS
-from colorgan.io import write_text_atomic
-from colorgan.places import OutputPlaceError, check_output_folder
+from colorgan.errors import fail
+from colorgan.files import write_text_atomic
+from colorgan.output_checks import OutputPlaceError, check_output_folder
 
 log = logging.getLogger(__name__)
 # The shorter side stored. Above 4096 a photo is upscaled to tens of megapixels per file (a 4:1 strip at
@@ -191,11 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split-seed", type=int, default=0, help="as data.split_seed: seeds the carved splits")
     args = parser.parse_args(argv)
     if not 1 <= args.quality <= 95:
-        parser.error(f"--quality must be in 1..95 (above 95 JPEG files grow, not improve), got {args.quality}")
+        return fail(
+            parser.prog, f"--quality must be in 1..95 (above 95 JPEG files grow, not improve), got {args.quality}"
+        )
     if not MIN_SIZE <= args.size <= MAX_SIZE:
-        parser.error(
+        return fail(
+            parser.prog,
             f"--size (the shorter side stored) must be {MIN_SIZE}..{MAX_SIZE} pixels, got {args.size}; "
-            "use round(1.117 * data.image_size)"
+            "use round(1.117 * data.image_size)",
         )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("litdata").setLevel(logging.WARNING)  # its cache and mmap notes
@@ -211,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             args.split_seed,
         )
     except (DataNotFoundError, OutputPlaceError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return fail(parser.prog, err)
     for split in info["splits"].values():
         print(f"{split['description']} -> {split['images']} prepared")
     print(f"train with: python train.py experiment=photos_pretrain data=shards data.root={args.out}")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from colorgan.io import UnreadableFile, hub_cache_file, load_torch_file
+from colorgan.files import UnreadableFile, load_torch_file
 from colorgan.models.layers import (
     NORMS,
     NoiseChannels,
@@ -18,6 +18,7 @@ from colorgan.models.layers import (
     init_pix2pix_weights,
     pad_to_multiple,
 )
+from colorgan.weights import hub_cache_file
 
 
 class PretrainedWeightsUnavailable(UnreadableFile):

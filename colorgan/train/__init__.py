@@ -1,0 +1,1 @@
+"""Training: the LightningModule and its losses, building a fit, callbacks, weight average, config checks."""
