@@ -13,6 +13,9 @@ import pytest
 import torch
 
 from colorgan import bench
+from colorgan.bench.cli import PARTS
+from colorgan.bench.default_precision import part_default_precision
+from colorgan.bench.report import write_report
 from tests.conftest import HANG_GUARD_S, ROOT
 
 
@@ -21,7 +24,7 @@ def test_quick_benchmark_writes_results(data_dir, tmp_path):
     out = tmp_path / "bench"
     bench.main(["--quick", "--data-dir", str(data_dir), "--out", str(out), "--epoch-fraction", "0.5"])
     results = json.loads((out / "results.json").read_text())
-    assert set(bench.PARTS) <= set(results)
+    assert set(PARTS) <= set(results)
     assert results["hardware"]["torch"] and results["hardware"]["date"]
     assert all(v > 0 for v in results["limit"].values())
     before, after = results["limit_measurements"]
@@ -70,7 +73,7 @@ def test_bench_reports_which_default_precision_auto_chose_and_why(tmp_path):
     def xeon_like(names):  # bf16 slower than fp32, as measured on an Intel Xeon without AMX
         return {n: 0.050 if n.startswith("bf16") else 0.030 for n in names}
 
-    choice = bench.part_default_precision(
+    choice = part_default_precision(
         torch.device("cpu"), timer=xeon_like, cpuinfo=cpuinfo, cache=tmp_path / "precision.json"
     )
     assert choice["precision"] == "32-true" and choice["source"] == "measured"
@@ -79,7 +82,7 @@ def test_bench_reports_which_default_precision_auto_chose_and_why(tmp_path):
         {"model": "unet256", "variant": "bf16-mixed+channels_last", "images_per_s": 1.8},
     ]
     hardware = {"date": "today", "cpu": "Test Xeon", "cpu_threads": 2, "torch": "x", "lightning": "y"}
-    bench.write_report({"hardware": hardware, "command": "test", "default_precision": choice, "step": step}, tmp_path)
+    write_report({"hardware": hardware, "command": "test", "default_precision": choice, "step": step}, tmp_path)
     report = (tmp_path / "RESULTS.md").read_text()
     assert "## Default precision" in report and "`trainer.precision=auto` -> **32-true**" in report
     assert "50.0 ms vs channels_last 30.0 ms" in report  # the figures why
