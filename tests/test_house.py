@@ -132,7 +132,8 @@ def test_every_module_program_exits_1_naming_a_missing_input(main, prog, args, t
 @pytest.mark.parametrize(("script", "override"), [("evaluate.py", "ckpt_path"), ("train.py", "model.init_from")])
 def test_train_and_evaluate_exit_1_naming_a_missing_checkpoint(script, override, data_dir, tmp_path):
     missing = tmp_path / "missing.ckpt"
-    result = run_script(script, f"{override}={missing}", f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'run'}")
+    run = tmp_path / "run"
+    result = run_script(script, f"{override}={missing}", f"paths.data_dir={data_dir}", f"hydra.run.dir={run}")
     assert result.returncode == EXIT_MISTAKE, result.stderr[-2000:]
     assert f"{script}: error: " in result.stderr and str(missing) in result.stderr
     assert "Traceback" not in result.stderr

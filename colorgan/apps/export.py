@@ -183,7 +183,8 @@ or a model folder's model.safetensors or config.json (nothing an export may repl
 (--format folder) is replaced only when its config.json says colorgan wrote it; when it holds
 other files too (a git clone: .git/, LICENSE, notes), colorgan's files are updated and the rest kept.
 
-exit status: 0 written and verified; 2 failed (nothing written).
+exit status (the same for every colorgan command): 0 written and verified; 1 failed, "colorgan-export:
+  error: ..." on stderr (nothing written); 2 the command line itself is wrong (unknown flag, missing --ckpt).
 """
 
 
