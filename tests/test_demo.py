@@ -119,7 +119,7 @@ def test_command_refuses_a_file_that_is_no_checkpoint(tmp_path, capsys):
     notes = tmp_path / "notes.ckpt"
     notes.write_text("not a checkpoint\n")
     assert demo_main(["--ckpt", str(notes)]) == 1
-    assert f"colorgan-demo: {notes} is not a checkpoint" in capsys.readouterr().err
+    assert f"colorgan-demo: error: {notes} is not a checkpoint" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- the page in a browser
@@ -218,7 +218,7 @@ def test_command_names_a_damaged_model_folder(tmp_path, capsys):
     (folder / "config.json").write_text('{"format": "colorgan-generator", "generator": ["unet"]}')
     assert demo_main(["--ckpt", str(folder)]) == 1
     err = capsys.readouterr().err
-    assert f"colorgan-demo: {folder / 'config.json'}: " in err and '"generator" is not an object' in err, err
+    assert f"colorgan-demo: error: {folder / 'config.json'}: " in err and '"generator" is not an object' in err, err
 
 
 # ----------------------------------------------------------------------------- pixels per upload
@@ -279,7 +279,7 @@ def test_the_command_gives_the_page_its_cap(ckpt, monkeypatch, args, expected):
 )
 def test_the_command_refuses_caps_and_sizes_out_of_range(ckpt, capsys, args, words):
     assert demo_main(["--ckpt", str(ckpt), *args]) == 1
-    assert f"colorgan-demo: {words}" in capsys.readouterr().err
+    assert f"colorgan-demo: error: {words}" in capsys.readouterr().err
 
 
 def test_the_pages_temperature_changes_a_classification_models_colours(tmp_path):

@@ -16,7 +16,7 @@ from colorgan.errors import EXIT_MISTAKE, EXIT_USAGE
 from colorgan.evaluate.tradeoff import main as tradeoff_main
 from colorgan.runs.curves import main as curves_main
 from tests.cli import run_script
-from tests.conftest import ROOT
+from tests.conftest import ROOT, train_overrides
 
 PACKAGE = ROOT / "colorgan"
 JOBS = ("apps", "bench", "evaluate", "runs", "train")  # the subpackages of jobs; the rest is the core they share
@@ -132,8 +132,9 @@ def test_every_module_program_exits_1_naming_a_missing_input(main, prog, args, t
 @pytest.mark.parametrize(("script", "override"), [("evaluate.py", "ckpt_path"), ("train.py", "model.init_from")])
 def test_train_and_evaluate_exit_1_naming_a_missing_checkpoint(script, override, data_dir, tmp_path):
     missing = tmp_path / "missing.ckpt"
+    quick = train_overrides("cifar_pretrain") if script == "train.py" else []  # the tiny data's split sizes
     run = tmp_path / "run"
-    result = run_script(script, f"{override}={missing}", f"paths.data_dir={data_dir}", f"hydra.run.dir={run}")
+    result = run_script(script, *quick, f"{override}={missing}", f"paths.data_dir={data_dir}", f"hydra.run.dir={run}")
     assert result.returncode == EXIT_MISTAKE, result.stderr[-2000:]
     assert f"{script}: error: " in result.stderr and str(missing) in result.stderr
     assert "Traceback" not in result.stderr

@@ -90,7 +90,7 @@ def test_save_is_weights_only_and_round_trips(tmp_path):
 
 
 def test_load_explains_what_is_wrong(tmp_path):
-    with pytest.raises(ProbeError, match=r"python -m colorgan\.probe train"):
+    with pytest.raises(ProbeError, match=r"python -m colorgan\.evaluate\.probe train"):
         load_probe(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ProbeError, match="could not be read safely"):
