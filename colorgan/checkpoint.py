@@ -13,7 +13,14 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from colorgan.files import UnreadableFile, load_torch_file, save_torch_atomic
-from colorgan.model_folder import CONFIG_NAME, WEIGHTS_NAME, is_model_folder, load_as_checkpoint, resolve_model_path
+from colorgan.model_folder import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    is_model_folder,
+    load_as_checkpoint,
+    resolve_model_path,
+    shipped_models,
+)
 from colorgan.models import GENERATORS, HEADS, build_generator, set_stochastic_inference
 from colorgan.models.layers import NOISE_KINDS, NORMS
 
@@ -63,6 +70,11 @@ def load_checkpoint(path: str | Path, map_location: Callable | str | torch.devic
     path = Path(path).expanduser()
     if path.is_dir():
         raise CheckpointError(_folder_message(path))
+    if not path.exists() and len(path.parts) == 1 and not path.suffix:  # a bare name: meant a shipped model?
+        raise CheckpointError(
+            f"{path} is neither a file here nor a shipped model ({', '.join(shipped_models()) or 'none installed'}); "
+            f"pass one of those names, a model folder, or {CHECKPOINT_FIX[5:]}"
+        )
     ckpt = load_torch_file(path, "checkpoint", CHECKPOINT_FIX, CheckpointError, map_location)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a colorgan checkpoint")

@@ -46,6 +46,13 @@ def test_a_folder_given_as_a_checkpoint_names_the_checkpoint_inside(tmp_path):
         load_checkpoint(run)
 
 
+def test_a_bare_name_that_is_no_file_lists_the_shipped_models(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="cifar10-colourfull is neither a file here nor a shipped model") as info:
+        load_generator("cifar10-colourfull")
+    assert "cifar10-colourful" in str(info.value).split("shipped model", 1)[1]
+
+
 @pytest.mark.parametrize("content", [b"", b"not a zip file at all", b"PK\x03\x04 truncated"])
 def test_a_damaged_file_is_refused_naming_it(tmp_path, content):
     path = tmp_path / "bad.ckpt"
