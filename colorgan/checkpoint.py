@@ -31,7 +31,8 @@ class CheckpointError(UnreadableFile):
     """A checkpoint that is missing, unreadable, unsafe or of the wrong kind."""
 
 
-CHECKPOINT_FIX = "pass a .ckpt file written by a colorgan training run (e.g. last.ckpt, or an earlier epoch's)"
+CHECKPOINT_FILE = "a .ckpt file written by a colorgan training run (e.g. last.ckpt, or an earlier epoch's)"
+CHECKPOINT_FIX = f"pass {CHECKPOINT_FILE}"
 # What a file may claim about its generator, checked before anything is built: a few bytes of
 # config cannot ask for gigabytes of weights, or an inference size that no photo needs.
 GENERATOR_INT_BOUNDS = {
@@ -73,7 +74,7 @@ def load_checkpoint(path: str | Path, map_location: Callable | str | torch.devic
     if not path.exists() and len(path.parts) == 1 and not path.suffix:  # a bare name: meant a shipped model?
         raise CheckpointError(
             f"{path} is neither a file here nor a shipped model ({', '.join(shipped_models()) or 'none installed'}); "
-            f"pass one of those names, a model folder, or {CHECKPOINT_FIX[5:]}"
+            f"pass one of those names, a model folder, or {CHECKPOINT_FILE}"
         )
     ckpt = load_torch_file(path, "checkpoint", CHECKPOINT_FIX, CheckpointError, map_location)
     if not isinstance(ckpt, dict):

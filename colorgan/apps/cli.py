@@ -69,5 +69,5 @@ def working_size(ckpt: str, hparams: dict[str, Any], size: int | None = None) ->
 
 def load_model(args: argparse.Namespace, **load_kwargs: Any) -> tuple[nn.Module, dict[str, Any], int]:
     """The generator of --ckpt on --device, its hyperparameters and the side it works at (--size or trained)."""
-    generator, hparams = load_generator(args.ckpt, pick_device(getattr(args, "device", "cpu")), **load_kwargs)
+    generator, hparams = load_generator(args.ckpt, pick_device(args.device), **load_kwargs)
     return generator, hparams, working_size(args.ckpt, hparams, args.size)
