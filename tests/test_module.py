@@ -8,6 +8,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
+from colorgan.evaluate.metrics import ciede2000
 from colorgan.train.build import build
 from colorgan.train.losses import GANLoss
 from colorgan.train.module import ColorizationModule, LinearDecay
@@ -253,13 +254,15 @@ def test_a_skipped_step_undoes_only_its_own_networks_statistics(make_cfg, skippe
 def test_the_l2_reconstruction_term_is_the_squared_error(make_cfg):
     """With lambda_gan=0 the G loss is lambda * MSE(G(L), ab) for recon_loss=l2 (and lambda * L1 for l1)."""
     losses = {}
-    for recon in ("l1", "l2"):
+    for recon in ("l1", "l2", "ciede2000"):
         cfg = make_cfg(train_overrides("cifar_pretrain", f"model.recon_loss={recon}", "model.lambda_l1=10"))
         _, model, _ = build(cfg)
         L, ab = torch.rand(2, 1, 32, 32) * 2 - 1, (torch.rand(2, 2, 32, 32) - 0.5) * 0.4
         fake = model.generator(L).float()
-        losses[recon] = (10 * model.recon_loss(fake, ab)).item(), 10 * (fake - ab).abs().mean().item()
+        losses[recon] = (10 * model.recon_loss(fake, ab, L)).item(), 10 * (fake - ab).abs().mean().item()
     assert losses["l1"][0] == pytest.approx(losses["l1"][1])
     assert losses["l2"][0] < losses["l1"][0]  # |x| < 0.5 everywhere: x^2 < |x|
+    true_lab, fake_lab = (torch.cat([(L + 1) * 50, x * 110], dim=1) for x in (ab, fake))
+    assert losses["ciede2000"][0] == pytest.approx(10 * ciede2000(true_lab, fake_lab).mean().item() / 110, rel=1e-4)
     with pytest.raises(ValueError, match=r"model\.recon_loss"):
         ColorizationModule(generator={"name": "unet", "image_size": 32, "ngf": 8}, recon_loss="huber")

@@ -81,26 +81,29 @@ def l1_ab(pred_ab: torch.Tensor, true_ab: torch.Tensor) -> torch.Tensor:
     return (pred_ab.float() - true_ab.float()).abs().flatten(1).mean(dim=1)
 
 
-def _polar_2pi(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _polar_2pi(x: torch.Tensor, y: torch.Tensor, eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Radius and angle in [0, 2 pi), the hue convention of CIEDE2000."""
     angle = torch.atan2(y, x)
-    return torch.hypot(x, y), torch.where(angle < 0, angle + 2 * math.pi, angle)
+    radius = torch.hypot(x, y) if eps == 0 else torch.sqrt(x.square() + y.square() + eps)
+    return radius, torch.where(angle < 0, angle + 2 * math.pi, angle)
 
 
-def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
+def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """CIEDE2000 colour difference (kL = kC = kH = 1) per pixel of (B, 3, H, W) Lab in Lab units.
 
     Written batched in torch so a whole test set is scored in seconds; follows Sharma, Wu and
     Dalal (2005) and ``skimage.color.deltaE_ciede2000`` step by step. Computed in float64 (the
-    hue terms are sensitive near the 0 / 2 pi seam) except on devices without it.
+    hue terms are sensitive near the 0 / 2 pi seam) except on devices without it. ``eps > 0`` adds
+    it under each square root so the difference has finite gradients everywhere (a training loss,
+    where a gray pixel or a perfect prediction would otherwise give 0 / 0); the metric uses 0.
     """
     dtype = torch.float32 if lab1.device.type == "mps" else torch.float64
     L1, a1, b1 = lab1.to(dtype).unbind(dim=1)
     L2, a2, b2 = lab2.to(dtype).unbind(dim=1)
-    c7 = (0.5 * (torch.hypot(a1, b1) + torch.hypot(a2, b2))).pow(7)
-    scale = 1.5 - 0.5 * torch.sqrt(c7 / (c7 + 25.0**7))  # 1 + G: stretches a for near-neutral colours
-    C1, h1 = _polar_2pi(a1 * scale, b1)
-    C2, h2 = _polar_2pi(a2 * scale, b2)
+    c7 = (0.5 * (_polar_2pi(a1, b1, eps)[0] + _polar_2pi(a2, b2, eps)[0])).pow(7)
+    scale = 1.5 - 0.5 * torch.sqrt(c7 / (c7 + 25.0**7) + eps)  # 1 + G: stretches a for near-neutral colours
+    C1, h1 = _polar_2pi(a1 * scale, b1, eps)
+    C2, h2 = _polar_2pi(a2 * scale, b2, eps)
 
     lbar_50 = (0.5 * (L1 + L2) - 50.0).pow(2)
     L_term = (L2 - L1) / (1 + 0.015 * lbar_50 / torch.sqrt(20 + lbar_50))
@@ -123,13 +126,13 @@ def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
         + 0.32 * torch.cos(3 * Hbar + math.radians(6))
         - 0.20 * torch.cos(4 * Hbar - math.radians(63))
     )
-    H_term = 2 * torch.sqrt(CC) * torch.sin(dh / 2) / (1 + 0.015 * Cbar * T)
+    H_term = 2 * torch.sqrt(CC + eps) * torch.sin(dh / 2) / (1 + 0.015 * Cbar * T)
 
     cbar7 = Cbar.pow(7)
-    rc = 2 * torch.sqrt(cbar7 / (cbar7 + 25.0**7))
+    rc = 2 * torch.sqrt(cbar7 / (cbar7 + 25.0**7) + eps)
     dtheta = math.radians(30) * torch.exp(-(((torch.rad2deg(Hbar) - 275) / 25) ** 2))
     R_term = -torch.sin(2 * dtheta) * rc * C_term * H_term
-    return (L_term.pow(2) + C_term.pow(2) + H_term.pow(2) + R_term).clamp_min(0).sqrt()
+    return ((L_term.pow(2) + C_term.pow(2) + H_term.pow(2) + R_term).clamp_min(0) + eps).sqrt()
 
 
 def delta_e2000(pred_lab: torch.Tensor, true_lab: torch.Tensor) -> torch.Tensor:

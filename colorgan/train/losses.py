@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorgan.color import AB_SCALE
+from colorgan.color import AB_SCALE, L_SCALE
+from colorgan.evaluate.metrics import ciede2000
 
 GAN_MODES = ("vanilla", "lsgan", "hinge")
 
@@ -45,6 +46,33 @@ class GANLoss:
         if self.mode == "hinge":
             return -fake_logits.float().mean()
         return self._target_loss(fake_logits, True)
+
+
+def l1_loss(fake_ab: torch.Tensor, true_ab: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """pix2pix's L1: the median colour (sharper, more saturated)."""
+    return F.l1_loss(fake_ab.float(), true_ab.float())
+
+
+def l2_loss(fake_ab: torch.Tensor, true_ab: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """The squared error: the mean colour, what PSNR rewards (more desaturated)."""
+    return F.mse_loss(fake_ab.float(), true_ab.float())
+
+
+def ciede2000_loss(fake_ab: torch.Tensor, true_ab: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """The mean CIEDE2000 difference, the perceptual colour metric the evaluation reports.
+
+    Unlike L1 in ab it weighs a chroma error less on a saturated colour than on a near-neutral one and
+    a hue error by the chroma it turns, so the model learns to hold back colour where it is unsure. In
+    ab's normalised units (delta E / 110) so ``lambda_l1`` weighs it as it weighs L1.
+    """
+    lightness = (L.float() + 1.0) * L_SCALE
+    true_lab = torch.cat([lightness, true_ab.float() * AB_SCALE], dim=1)
+    fake_lab = torch.cat([lightness, fake_ab.float() * AB_SCALE], dim=1)
+    return ciede2000(true_lab, fake_lab, eps=1e-6).mean().float() / AB_SCALE
+
+
+# The reconstruction term weighted by lambda_l1 (model.recon_loss), each f(fake ab, true ab, L)
+RECON_LOSSES = {"l1": l1_loss, "l2": l2_loss, "ciede2000": ciede2000_loss}
 
 
 class ColorBinLoss(nn.Module):

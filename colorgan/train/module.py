@@ -19,14 +19,11 @@ from colorgan.evaluate.realism import REALISM_METRICS, RealismScore
 from colorgan.models import ColorBinsGenerator, build_discriminator, build_generator, set_stochastic_inference
 from colorgan.train.batchnorm import BatchNormSnapshot, running_stats_frozen
 from colorgan.train.ema import GeneratorEMA
-from colorgan.train.losses import ColorBinLoss, GANLoss
+from colorgan.train.losses import RECON_LOSSES, ColorBinLoss, GANLoss
 
 log = logging.getLogger(__name__)
 
 
-# The reconstruction term weighted by lambda_l1: pix2pix's L1 (the median colour: sharper, more
-# saturated), or L2 (the mean colour: what PSNR rewards, more desaturated).
-RECON_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
 PRIOR_IMAGES = 20_000  # training images whose colours make the rebalancing prior (Zhang et al. use all of ImageNet's)
 
 
@@ -221,7 +218,7 @@ class ColorizationModule(LightningModule):
             if self.bin_loss is not None:
                 g_rec = self.bin_loss(logits, ab)
             else:
-                g_rec = g_l1 if self.recon_loss is F.l1_loss else self.recon_loss(fake.float(), ab)
+                g_rec = g_l1 if self.recon_loss is RECON_LOSSES["l1"] else self.recon_loss(fake, ab, L)
             g_loss = self.hparams.lambda_gan * g_gan + self.hparams.lambda_l1 * g_rec
             stepped.append(self._step("generator", opt_g, g_loss))
         if stepped[-1] and self.generator_ema is not None:
