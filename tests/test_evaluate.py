@@ -13,11 +13,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from PIL import Image
+from torch import nn
 
 from colorgan.data import FolderDataModule
 from colorgan.data.cifar10 import CLASS_NAMES as CIFAR10_CLASSES
 from colorgan.data.cifar10 import load_cifar10_split
-from colorgan.evaluate.evaluator import evaluate
+from colorgan.evaluate.evaluator import evaluate, with_levers
 from colorgan.evaluate.probe import ProbeError, predict, save_probe, train_probe
 from colorgan.train.build import train
 from colorgan.weights import WeightsUnavailable
@@ -270,6 +271,23 @@ def test_a_classification_model_is_scored_at_each_temperature(run_eval, tmp_path
     assert set(report["models"]) == {"gray", "run/bins@T=0.2", "run/bins@T=1"}
     vivid, mean = report["models"]["run/bins@T=0.2"], report["models"]["run/bins@T=1"]
     assert vivid["colorfulness"] != mean["colorfulness"]
+
+
+def test_evaluate_lever_rows_are_named_and_a_gain_of_zero_scores_as_gray(run_eval):
+    report, _ = run_eval("eval.chroma_gains=[0,1]", "eval.self_ensemble=true")
+    models = report["models"]
+    assert set(models) == {
+        "gray",
+        "run/last@gain=0",
+        "run/last@gain=1",
+        "run/last@ensemble@gain=0",
+        "run/last@ensemble@gain=1",
+    }
+    for metric in ("psnr", "delta_e", "colorfulness"):
+        assert models["run/last@gain=0"][metric] == pytest.approx(models["gray"][metric], rel=1e-6)
+    assert models["run/last@ensemble@gain=1"]["delta_e"] != models["run/last@gain=1"]["delta_e"]
+    with pytest.raises(ValueError, match=r"eval\.self_ensemble must be true or false"):
+        with_levers({"m": nn.Identity()}, None, "yes")
 
 
 def test_samples_out_never_replaces_a_checkpoint_or_lands_among_inputs(data_dir, tmp_path, monkeypatch):

@@ -44,6 +44,7 @@ from colorgan.inference import (
     default_batch_size,
 )
 from colorgan.models import set_temperature
+from colorgan.models.levers import MAX_CHROMA_GAIN, ChromaGain, SelfEnsemble
 from colorgan.output_checks import OutputPlaceError, check_output_folder
 
 OUTPUT_SUFFIX = ".png"
@@ -238,6 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="classification models: annealed-mean T, lower is more vivid (default: the model's own, e.g. 0.38)",
     )
+    parser.add_argument(
+        "--chroma-gain",
+        type=float,
+        default=1.0,
+        metavar="GAIN",
+        help="scale the predicted colour: below 1 holds it back toward gray, above 1 saturates (default 1, as trained)",
+    )
+    parser.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average 10 views of each image (mirror x 5 shifts): steadier colours, 10x the compute",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     parser.add_argument("--mode", choices=MODES, default="full", help="full (default) or tiles, see below")
     parser.add_argument(
@@ -408,7 +421,16 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         )
     if args.temporal is not None and not 0 <= args.temporal < 1:
         return f"--temporal is a fraction in [0, 1), got {args.temporal}"
+    if not 0 <= args.chroma_gain <= MAX_CHROMA_GAIN:
+        return f"--chroma-gain must be in [0, {MAX_CHROMA_GAIN:g}] (1 = as trained, 0 = gray), got {args.chroma_gain}"
     return None
+
+
+def with_levers(generator: nn.Module, chroma_gain: float, self_ensemble: bool) -> nn.Module:
+    """--self-ensemble and --chroma-gain around the loaded generator (neither touches its weights)."""
+    if self_ensemble:
+        generator = SelfEnsemble(generator)
+    return generator if chroma_gain == 1.0 else ChromaGain(generator, chroma_gain)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -423,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         generator, _, size = load_model(args)
         if not set_temperature(generator, args.temperature) and args.temperature is not None:
             return _fail(f"--temperature applies to classification models; {args.ckpt} regresses ab directly")
+        generator = with_levers(generator, args.chroma_gain, args.self_ensemble)
     except (ColorganError, ValueError, RuntimeError) as err:
         return _fail(str(err))
 

@@ -42,6 +42,7 @@ from colorgan.evaluate.sample_grid import make_grid
 from colorgan.files import save_image_atomic, write_text_atomic
 from colorgan.inference import GrayBaseline
 from colorgan.models import AtTemperature, ColorBinsGenerator, set_stochastic_inference
+from colorgan.models.levers import ChromaGain, Reused, SelfEnsemble, check_chroma_gain
 from colorgan.output_checks import OutputPlaceError, check_not_an_input, folder_problem
 from colorgan.runs.folder import OutputNotWritableError, mark_work_started
 from colorgan.runtime import pick_device
@@ -275,10 +276,33 @@ def at_temperatures(label: str, generator: nn.Module, temperatures: Any) -> dict
     """
     if not temperatures or not isinstance(generator, ColorBinsGenerator):
         return {label: generator}
-    values = [
-        float(t) for t in (temperatures if isinstance(temperatures, (list, tuple, ListConfig)) else [temperatures])
-    ]
-    return {f"{label}@T={t:g}": AtTemperature(generator, t) for t in values}
+    return {f"{label}@T={t:g}": AtTemperature(generator, t) for t in _numbers(temperatures)}
+
+
+def _numbers(value: Any) -> list[float]:
+    return [float(v) for v in (value if isinstance(value, (list, tuple, ListConfig)) else [value])]
+
+
+def with_levers(candidates: dict[str, nn.Module], chroma_gains: Any, self_ensemble: Any) -> dict[str, nn.Module]:
+    """Each candidate at each chroma gain (``eval.chroma_gains``), each also self-ensembled (``eval.self_ensemble``).
+
+    Rows are labelled ``@gain=G`` and ``@ensemble``; the gains of one candidate share its forward pass.
+    """
+    if not isinstance(self_ensemble, bool):
+        raise ValueError(f"eval.self_ensemble must be true or false, got {self_ensemble!r}")
+    gains = [check_chroma_gain(g) for g in _numbers(chroma_gains)] if chroma_gains is not None else []
+    rows: dict[str, nn.Module] = {}
+    for label, generator in candidates.items():
+        variants = {label: generator}
+        if self_ensemble:
+            variants[f"{label}@ensemble"] = SelfEnsemble(generator)
+        for name, variant in variants.items():
+            if not gains:
+                rows[name] = variant
+                continue
+            shared = Reused(variant)
+            rows.update({f"{name}@gain={g:g}": ChromaGain(shared, g) for g in gains})
+    return rows
 
 
 def add_probe_gap(models: dict[str, dict[str, float]], truth_accuracy: float) -> None:
@@ -464,7 +488,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trained = trained_size(hparams)
         if trained and trained != cfg.data.image_size:
             log.warning("%s was trained at %s px but data.image_size=%s", path, trained, cfg.data.image_size)
-        generators.update(at_temperatures(label, generator, ecfg.get("temperatures")))
+        candidates = at_temperatures(label, generator, ecfg.get("temperatures"))
+        generators.update(with_levers(candidates, ecfg.get("chroma_gains"), ecfg.get("self_ensemble", False)))
 
     datamodule = hydra.utils.instantiate(cfg.data)
     scored = scored_split(ecfg)
