@@ -30,7 +30,8 @@ FORMAT = "colorgan-generator"
 FORMAT_VERSION = 1
 CARD_METRICS = ("psnr", "ssim", "delta_e", "colorfulness", "probe_accuracy", "probe_gap", "fid_probe")
 RECIPE_KEYS = (
-    "lambda_l1", "lambda_gan", "recon_loss", "rebalance", "gan_mode", "lr", "lr_d", "betas", "ema_decay", "init_from"
+    "lambda_l1", "lambda_gan", "recon_loss", "rebalance", "gan_mode", "lr", "lr_d", "betas", "weight_decay",
+    "ema_decay", "init_from",
 )  # fmt: skip
 # what a recipe key means only for one kind of generator head: the other's loss ignores it
 HEAD_ONLY_KEYS = {"recon_loss": "regression", "rebalance": "classification"}

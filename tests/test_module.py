@@ -266,3 +266,28 @@ def test_the_l2_reconstruction_term_is_the_squared_error(make_cfg):
     assert losses["ciede2000"][0] == pytest.approx(10 * ciede2000(true_lab, fake_lab).mean().item() / 110, rel=1e-4)
     with pytest.raises(ValueError, match=r"model\.recon_loss"):
         ColorizationModule(generator={"name": "unet", "image_size": 32, "ngf": 8}, recon_loss="huber")
+
+
+def test_weight_decay_shrinks_the_generators_weights_and_leaves_the_discriminators(monkeypatch):
+    """model.weight_decay: decoupled decay (AdamW) on G alone; a step with zero gradients scales G by 1 - lr * wd."""
+    model = ColorizationModule(
+        generator={"name": "unet", "image_size": 32, "ngf": 8},
+        discriminator={"name": "patchgan", "ndf": 8},
+        lr=0.1,
+        weight_decay=0.5,
+    )
+    monkeypatch.setattr(model, "_planned_batches", lambda n: (10, 5))
+    (opt_g, opt_d), _ = model.configure_optimizers()
+    before_g = {k: v.clone() for k, v in model.generator.named_parameters()}
+    before_d = {k: v.clone() for k, v in model.discriminator.named_parameters()}
+    for net in (model.generator, model.discriminator):
+        for p in net.parameters():
+            p.grad = torch.zeros_like(p)
+    opt_g.step()
+    opt_d.step()
+    for name, p in model.generator.named_parameters():
+        assert torch.allclose(p, before_g[name] * (1 - 0.1 * 0.5)), name
+    for name, p in model.discriminator.named_parameters():
+        assert torch.equal(p, before_d[name]), name
+    with pytest.raises(ValueError, match=r"model\.weight_decay"):
+        ColorizationModule(generator={"name": "unet", "image_size": 32, "ngf": 8}, weight_decay=-0.1)

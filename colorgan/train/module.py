@@ -79,6 +79,7 @@ class ColorizationModule(LightningModule):
         recon_loss: str = "l1",
         ema_decay: float | None = None,
         rebalance: float = 0.5,
+        weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full Hydra config is logged instead
@@ -87,6 +88,8 @@ class ColorizationModule(LightningModule):
         self.discriminator = build_discriminator(discriminator) if discriminator is not None else None
         self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay else None
         self.gan_loss = GANLoss(gan_mode)
+        if not 0.0 <= weight_decay < 1.0:
+            raise ValueError(f"model.weight_decay must be in [0, 1), got {weight_decay}")
         if recon_loss not in RECON_LOSSES:
             raise ValueError(f"model.recon_loss must be one of {sorted(RECON_LOSSES)}, got {recon_loss!r}")
         self.recon_loss = RECON_LOSSES[recon_loss]
@@ -128,16 +131,18 @@ class ColorizationModule(LightningModule):
     def configure_optimizers(self) -> Any:
         betas = tuple(self.hparams.betas)
 
-        def adam(net: torch.nn.Module, lr: float) -> torch.optim.Adam:
+        def adam(net: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
             # the fused kernel is one pass over the weights: 5x faster than foreach on CPU (0.03 vs
             # 0.17 s for the 54M-parameter U-Net 256), a few % of a CIFAR step. Lightning's mixed
             # precision cannot clip the gradients of a fused optimizer, so clipping keeps foreach.
             fused = not self.hparams.gradient_clip_val and all(
                 p.device.type in ("cpu", "cuda") for p in net.parameters()
             )
+            if weight_decay:  # decoupled from the gradient's scale (AdamW), as Loshchilov and Hutter
+                return torch.optim.AdamW(net.parameters(), lr, betas, weight_decay=weight_decay, fused=fused or None)
             return torch.optim.Adam(net.parameters(), lr=lr, betas=betas, fused=fused or None)
 
-        optimizers = [adam(self.generator, self.hparams.lr)]
+        optimizers = [adam(self.generator, self.hparams.lr, self.hparams.get("weight_decay", 0.0))]
         if self.discriminator is not None:
             optimizers.append(adam(self.discriminator, self.hparams.lr_d or self.hparams.lr))
         total, per_epoch = self._planned_batches(len(optimizers))
