@@ -102,3 +102,17 @@ def test_colorize_takes_a_chroma_gain_and_a_self_ensemble(tmp_path, capsys):
     assert colorize([str(tmp_path / "a.png"), "--ckpt", str(ckpt), "--out", str(tmp_path / "x"), *too_strong]) == 1
     assert "--chroma-gain must be in [0, 4]" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_diversity_draws_two_fresh_predictions_through_a_shared_forward_pass():
+    """eval.diversity with eval.chroma_gains: the two stochastic draws are not the cached prediction twice."""
+    from colorgan.evaluate.evaluator import diversity
+
+    class Noisy(nn.Module):
+        def forward(self, L: torch.Tensor) -> torch.Tensor:
+            return torch.rand(L.shape[0], 2, *L.shape[-2:]) - 0.5
+
+    row = ChromaGain(Reused(Noisy()), 1.0)
+    L = torch.rand(2, 1, 8, 8)
+    row(L)  # the prediction of the batch, now held by Reused
+    assert (diversity(row, L) > 0).all()

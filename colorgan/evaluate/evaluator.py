@@ -97,7 +97,8 @@ def diversity(generator: nn.Module, L: torch.Tensor) -> torch.Tensor:
     modes = {m: m.training for m in generator.modules()}
     set_stochastic_inference(generator, True)
     try:
-        first, second = generator(L).float(), generator(L).float()
+        # fresh copies of L: a lever's shared forward pass (Reused) would hand back its answer to the same tensor
+        first, second = generator(L.clone()).float(), generator(L.clone()).float()
     finally:
         for module, training in modes.items():
             module.training = training
