@@ -18,7 +18,7 @@ from torch import nn
 from colorgan.data import FolderDataModule
 from colorgan.data.cifar10 import CLASS_NAMES as CIFAR10_CLASSES
 from colorgan.data.cifar10 import load_cifar10_split
-from colorgan.evaluate.evaluator import evaluate, with_levers
+from colorgan.evaluate.evaluator import evaluate, lever_rows
 from colorgan.evaluate.probe import ProbeError, predict, save_probe, train_probe
 from colorgan.train.build import train
 from colorgan.weights import WeightsUnavailable
@@ -287,7 +287,7 @@ def test_evaluate_lever_rows_are_named_and_a_gain_of_zero_scores_as_gray(run_eva
         assert models["run/last@gain=0"][metric] == pytest.approx(models["gray"][metric], rel=1e-6)
     assert models["run/last@ensemble@gain=1"]["delta_e"] != models["run/last@gain=1"]["delta_e"]
     with pytest.raises(ValueError, match=r"eval\.self_ensemble must be true or false"):
-        with_levers({"m": nn.Identity()}, None, "yes")
+        lever_rows({"m": nn.Identity()}, None, "yes")
 
 
 def test_samples_out_never_replaces_a_checkpoint_or_lands_among_inputs(data_dir, tmp_path, monkeypatch):

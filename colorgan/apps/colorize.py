@@ -44,7 +44,7 @@ from colorgan.inference import (
     default_batch_size,
 )
 from colorgan.models import set_temperature
-from colorgan.models.levers import MAX_CHROMA_GAIN, ChromaGain, SelfEnsemble
+from colorgan.models.levers import MAX_CHROMA_GAIN, with_levers
 from colorgan.output_checks import OutputPlaceError, check_output_folder
 
 OUTPUT_SUFFIX = ".png"
@@ -424,13 +424,6 @@ def argument_problem(args: argparse.Namespace) -> str | None:
     if not 0 <= args.chroma_gain <= MAX_CHROMA_GAIN:
         return f"--chroma-gain must be in [0, {MAX_CHROMA_GAIN:g}] (1 = as trained, 0 = gray), got {args.chroma_gain}"
     return None
-
-
-def with_levers(generator: nn.Module, chroma_gain: float, self_ensemble: bool) -> nn.Module:
-    """--self-ensemble and --chroma-gain around the loaded generator (neither touches its weights)."""
-    if self_ensemble:
-        generator = SelfEnsemble(generator)
-    return generator if chroma_gain == 1.0 else ChromaGain(generator, chroma_gain)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -284,7 +284,7 @@ def _numbers(value: Any) -> list[float]:
     return [float(v) for v in (value if isinstance(value, (list, tuple, ListConfig)) else [value])]
 
 
-def with_levers(candidates: dict[str, nn.Module], chroma_gains: Any, self_ensemble: Any) -> dict[str, nn.Module]:
+def lever_rows(candidates: dict[str, nn.Module], chroma_gains: Any, self_ensemble: Any) -> dict[str, nn.Module]:
     """Each candidate at each chroma gain (``eval.chroma_gains``), each also self-ensembled (``eval.self_ensemble``).
 
     Rows are labelled ``@gain=G`` and ``@ensemble``; the gains of one candidate share its forward pass.
@@ -490,7 +490,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if trained and trained != cfg.data.image_size:
             log.warning("%s was trained at %s px but data.image_size=%s", path, trained, cfg.data.image_size)
         candidates = at_temperatures(label, generator, ecfg.get("temperatures"))
-        generators.update(with_levers(candidates, ecfg.get("chroma_gains"), ecfg.get("self_ensemble", False)))
+        generators.update(lever_rows(candidates, ecfg.get("chroma_gains"), ecfg.get("self_ensemble", False)))
 
     datamodule = hydra.utils.instantiate(cfg.data)
     scored = scored_split(ecfg)

@@ -81,3 +81,10 @@ class SelfEnsemble(nn.Module):
                 ab = F.pad(ab, (s, s, s, s), mode="replicate")[..., s - dy : s - dy + height, s - dx : s - dx + width]
                 total = total + ab
         return total / 10.0
+
+
+def with_levers(generator: nn.Module, chroma_gain: float = 1.0, self_ensemble: bool = False) -> nn.Module:
+    """The generator with the self-ensemble and then the chroma gain around it (neither touches its weights)."""
+    if self_ensemble:
+        generator = SelfEnsemble(generator)
+    return generator if chroma_gain == 1.0 else ChromaGain(generator, chroma_gain)
